@@ -1,0 +1,860 @@
+"""Sample images, a forgiving image loader, and composite scenes with ground-truth boxes.
+
+Everything the course feeds to a model starts here::
+
+    image = load_image("chelsea")            # a bundled sample, by name
+    image = load_image("my_photo.jpg")       # a file, bytes, a PIL image, an array, a tensor
+    scene = make_composite(["chelsea", "coffee"])
+    scene.image, scene.boxes                 # one RGB image, and where each part lies in it
+
+:func:`load_image` always returns a new, fully loaded ``PIL.Image.Image`` in mode ``"RGB"``
+with its EXIF orientation applied. It converts every image mode PIL reads (transparency is
+composited over white, 16-bit images are scaled to 8 bits) and refuses only what is not an
+image, with an error that names the problem and the fix.
+
+This module imports neither PyTorch nor a model: a tensor is recognised by its type's module
+name and turned into a NumPy array with ``.detach().cpu().numpy()``.
+
+The bundled images are downscaled copies (at most 512 pixels on the long side) made by
+``tools/bundle_images.py``; their sources and licences are in ``images/CREDITS.md`` next to
+this file.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers only
+    import torch
+
+__all__ = [
+    "MAX_PIXELS",
+    "Box",
+    "Composite",
+    "ImageSource",
+    "ImageTooLargeError",
+    "SampleImage",
+    "load_image",
+    "make_composite",
+    "sample_image_path",
+    "sample_images",
+]
+
+MAX_PIXELS: int = 50_000_000
+"""The largest image, in pixels (width times height), that :func:`load_image` decodes.
+
+This is a guard against decompression bombs: small files that claim a huge size and would
+fill the memory when decoded. The size is read from the file's header and checked *before*
+any pixel is decoded. 50 million pixels is about a 8000 x 6000 photo, far more than a network
+that looks at 224 x 224 needs. Pass ``max_pixels=`` to :func:`load_image` to change it for one
+call. It applies to encoded images (names, paths, bytes, files); arrays, tensors and PIL
+images are already decoded and are not checked.
+"""
+
+_IMAGES_DIR = Path(__file__).resolve().parent / "images"
+
+# Suffixes under which a bundled name is recognised: "chelsea", "chelsea.png", "chelsea.jpg".
+_NAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+ImageSource = Union[
+    str,
+    "os.PathLike[str]",
+    bytes,
+    bytearray,
+    memoryview,
+    IO[bytes],
+    Image.Image,
+    np.ndarray,
+    "torch.Tensor",
+]
+"""Anything :func:`load_image` accepts (see there)."""
+
+_ACCEPTED_TYPES = (
+    "a bundled image name (str, see sample_images()), a path (str or os.PathLike), "
+    "bytes/bytearray/memoryview of an encoded image file, a binary file object, "
+    "a PIL.Image.Image, a numpy array or a torch tensor"
+)
+
+
+class ImageTooLargeError(ValueError):
+    """An image has more pixels than the limit allowed (see :data:`MAX_PIXELS`).
+
+    Raised from the image's header, before its pixels are decoded. It is a ``ValueError``, so
+    ``except ValueError`` catches it too.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# The catalogue of bundled images
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleImage:
+    """One bundled sample image and what the default model should say about it.
+
+    Attributes
+    ----------
+    name : str
+        Short name to pass to :func:`load_image`, e.g. ``"chelsea"``.
+    filename : str
+        File name inside ``vizwidgets/data/images/``, e.g. ``"chelsea.jpg"``.
+    description : str
+        What the image shows.
+    source : str
+        The original file and the package it comes from.
+    licence : str
+        The licence as the source states it.
+    expected_class : int or None
+        Top-1 ImageNet class index of the default model (EfficientNet-Lite0, whole image
+        resized to 224 x 224), or ``None`` where the model has no confident answer.
+    expected_label : str or None
+        The ImageNet label of ``expected_class``.
+    """
+
+    name: str
+    filename: str
+    description: str
+    source: str
+    licence: str
+    expected_class: int | None
+    expected_label: str | None
+
+    @property
+    def path(self) -> Path:
+        """Path of the bundled file."""
+        return _IMAGES_DIR / self.filename
+
+
+_SKIMAGE = "scikit-image 0.26 skimage/data"
+_OPENCV = "Debian package opencv-doc 4.6.0 examples/data"
+_OPENCV_LICENCE = "OpenCV sample data (Apache-2.0 / BSD per the package's copyright file)"
+
+_CATALOGUE: tuple[SampleImage, ...] = (
+    SampleImage("apple", "apple.jpg", "a green apple",
+                f"apple.jpg, {_OPENCV}", _OPENCV_LICENCE, 948, "Granny Smith"),
+    SampleImage("astronaut", "astronaut.jpg", "astronaut Eileen Collins",
+                f"astronaut.png, {_SKIMAGE}", "NASA, public domain", None, None),
+    SampleImage("baboon", "baboon.jpg", "mandrill face",
+                f"baboon.jpg, {_OPENCV}", _OPENCV_LICENCE, 372, "baboon"),
+    SampleImage("butterfly", "butterfly.jpg", "butterfly on a leaf",
+                f"butterfly.jpg, {_OPENCV}", _OPENCV_LICENCE, 323, "monarch"),
+    SampleImage("chelsea", "chelsea.jpg", "Chelsea the cat",
+                f"chelsea.png, {_SKIMAGE}", "CC0, photographer Stefan van der Walt",
+                285, "Egyptian cat"),
+    SampleImage("chicky_512", "chicky_512.jpg", "a Pekinese dog",
+                f"chicky_512.png, {_OPENCV}", _OPENCV_LICENCE, 154, "Pekinese"),
+    SampleImage("coffee", "coffee.jpg", "espresso cup",
+                f"coffee.png, {_SKIMAGE}", "CC0, photographer Rachel Michetti", 967, "espresso"),
+    SampleImage("grace_hopper", "grace_hopper.jpg", "Grace Hopper in uniform",
+                "grace_hopper.jpg, matplotlib 3.11 mpl-data/sample_data",
+                "US Navy photograph, public domain", 652, "military uniform"),
+    SampleImage("orange", "orange.jpg", "an orange",
+                f"orange.jpg, {_OPENCV}", _OPENCV_LICENCE, 950, "orange"),
+    SampleImage("rocket", "rocket.jpg", "Falcon 9 launch (DSCOVR)",
+                f"rocket.jpg, {_SKIMAGE}", "SpaceX, released into the public domain",
+                540, "drilling platform"),
+    SampleImage("squirrel_cls", "squirrel_cls.jpg", "fox squirrel",
+                f"squirrel_cls.jpg, {_OPENCV}", _OPENCV_LICENCE, 335, "fox squirrel"),
+    SampleImage("starry_night", "starry_night.jpg", "Van Gogh, The Starry Night (1889)",
+                f"starry_night.jpg, {_OPENCV}", "the painting is in the public domain",
+                None, None),
+)
+_BY_NAME: dict[str, SampleImage] = {sample.name: sample for sample in _CATALOGUE}
+
+
+def sample_images() -> list[SampleImage]:
+    """List the bundled sample images, sorted by name.
+
+    Returns
+    -------
+    list of SampleImage
+        One entry per bundled image, with its description, source, licence and the default
+        model's expected top-1 class.
+
+    Examples
+    --------
+    >>> [s.name for s in sample_images()][:3]
+    ['apple', 'astronaut', 'baboon']
+    """
+    return sorted(_CATALOGUE, key=lambda sample: sample.name)
+
+
+def _bundled_names() -> str:
+    return ", ".join(sample.name for sample in sample_images())
+
+
+def _lookup_sample(name: str) -> SampleImage | None:
+    """The bundled image called ``name`` (with or without a .jpg/.jpeg/.png suffix), or None."""
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    stem, suffix = os.path.splitext(name)
+    if suffix.lower() in _NAME_SUFFIXES:
+        return _BY_NAME.get(stem)
+    return None
+
+
+def sample_image_path(name: str) -> Path:
+    """Path of a bundled sample image.
+
+    Parameters
+    ----------
+    name : str
+        The image's name, with or without an extension: ``"chelsea"``, ``"chelsea.png"`` and
+        ``"chelsea.jpg"`` all name the same bundled file.
+
+    Returns
+    -------
+    pathlib.Path
+        The bundled JPEG file.
+
+    Raises
+    ------
+    TypeError
+        If ``name`` is not a str.
+    ValueError
+        If no bundled image has that name; the message lists the names.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str such as 'chelsea', got {type(name).__name__}")
+    sample = _lookup_sample(name)
+    if sample is None:
+        raise ValueError(
+            f"there is no bundled image called {name!r}; the bundled images are: "
+            f"{_bundled_names()}"
+        )
+    return sample.path
+
+
+# ---------------------------------------------------------------------------------------------
+# load_image
+# ---------------------------------------------------------------------------------------------
+
+
+def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Load an image from almost anything, as a new RGB ``PIL.Image.Image``.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, bytes, bytearray, memoryview, file object, PIL.Image.Image,
+             numpy.ndarray or torch.Tensor
+        Where the image comes from:
+
+        - a bundled image's name, with or without an extension (``"chelsea"``,
+          ``"chelsea.png"``); see :func:`sample_images`. A str that names an existing file
+          loads that file instead;
+        - a path to an image file (str or ``os.PathLike``), in any format PIL reads;
+        - the bytes of an encoded image file, or a binary file object (``open(p, "rb")``,
+          ``io.BytesIO``); the file object is read but not closed;
+        - a ``PIL.Image.Image`` (it is copied, never changed);
+        - an array or tensor of shape ``(H, W)``, ``(H, W, C)`` or ``(C, H, W)`` with ``C`` in
+          1, 3 or 4 (``(C, H, W)`` is used only when the last dimension is not 1, 3 or 4).
+          dtype ``uint8`` (0 to 255), other integer dtypes with values from 0 to 255,
+          ``uint16`` (0 to 65535, scaled to 0 to 255), ``bool`` (black and white) or floating
+          point with values in [0, 1]. Four channels are RGBA. A tensor is moved to the CPU
+          and detached; it is not changed.
+    max_pixels : int, optional
+        The largest encoded image (width times height) to decode, checked from the file's
+        header before decoding; default :data:`MAX_PIXELS`. PIL's own limit,
+        ``PIL.Image.MAX_IMAGE_PIXELS``, still stops images over twice its value.
+
+    Returns
+    -------
+    PIL.Image.Image
+        A new, fully loaded image in mode ``"RGB"``, its EXIF orientation applied. Image modes
+        are converted: grayscale and 1-bit are repeated over three channels, palettes are
+        expanded, CMYK and YCbCr are converted, transparency (alpha channel, transparent
+        palette entry or colour) is composited over white, 16-bit integer images (``"I;16"``,
+        ``"I;16B"``, ``"I"``, taken as 0 to 65535) are scaled to 8 bits with rounding, and
+        float ``"F"`` images are read in PIL's convention (0 to 255, outside values clipped).
+
+    Raises
+    ------
+    TypeError
+        If ``source`` is none of the accepted types, or a file object is in text mode.
+    FileNotFoundError
+        If a path does not exist (the message lists the bundled names).
+    IsADirectoryError
+        If a path is a folder.
+    ValueError
+        If the data cannot be read as an image, the file is truncated or corrupt, an array
+        has an unusable shape, dtype range or is empty.
+    ImageTooLargeError
+        If the image has more than ``max_pixels`` pixels (a ``ValueError``).
+
+    Examples
+    --------
+    >>> load_image("chelsea").size
+    (451, 300)
+    >>> import numpy as np
+    >>> load_image(np.zeros((2, 3), dtype=np.uint8)).getpixel((0, 0))
+    (0, 0, 0)
+    """
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int):
+        raise TypeError(f"max_pixels must be an int, got {type(max_pixels).__name__}")
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
+
+    if isinstance(source, Image.Image):
+        return _from_pil(source)
+    if isinstance(source, str):
+        return _from_str(source, max_pixels)
+    if isinstance(source, os.PathLike):
+        return _from_path(Path(os.fspath(source)), max_pixels)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        return _decode(io.BytesIO(data), f"the {len(data)} bytes given", max_pixels)
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    if _is_torch_tensor(source):
+        return _from_array(_tensor_to_numpy(source))
+    if isinstance(source, io.TextIOBase):
+        raise TypeError(
+            "source is a file opened in text mode; open image files in binary mode: "
+            "open(path, 'rb')"
+        )
+    if callable(getattr(source, "read", None)):
+        return _decode(source, "the file object given", max_pixels)
+    raise TypeError(f"source must be {_ACCEPTED_TYPES}; got {type(source).__name__}")
+
+
+def _from_str(text: str, max_pixels: int) -> Image.Image:
+    """A str is an existing file first, then a bundled name, else a missing path."""
+    path = Path(text).expanduser()
+    if path.is_file():
+        return _from_path(path, max_pixels)
+    sample = _lookup_sample(text)
+    if sample is not None:
+        return _from_path(sample.path, max_pixels)
+    return _from_path(path, max_pixels)
+
+
+def _from_path(path: Path, max_pixels: int) -> Image.Image:
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{str(path)!r} is a folder, not an image file; pass the path of one image in it"
+        )
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no such image file: {str(path)!r} (looked in {os.getcwd()!r} for a relative "
+            f"path); check the path, or pass one of the bundled image names: "
+            f"{_bundled_names()}"
+        )
+    with open(path, "rb") as file:
+        return _decode(file, f"the file {str(path)!r}", max_pixels)
+
+
+def _is_torch_tensor(obj: object) -> bool:
+    module = type(obj).__module__ or ""
+    return module.split(".")[0] == "torch" and callable(getattr(obj, "detach", None))
+
+
+def _tensor_to_numpy(tensor: Any) -> np.ndarray:
+    tensor = tensor.detach()
+    if str(tensor.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
+        tensor = tensor.float()
+    return tensor.cpu().numpy()
+
+
+def _known_formats() -> str:
+    Image.init()
+    return ", ".join(sorted(Image.OPEN))
+
+
+def _size_from_bomb_message(message: str) -> str:
+    found = re.search(r"\((\d+) pixels\)", message)
+    return f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+
+
+def _decode(file: IO[bytes], what: str, max_pixels: int) -> Image.Image:
+    """Open, check the size from the header, decode, orient and convert one encoded image."""
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        # PIL warns above its own limit. When ours is lower, any such image is too large for
+        # us too, so the warning becomes our error; when the caller raised ours above PIL's,
+        # the caller's limit decides and PIL's warning is noise.
+        if pil_limit is None or max_pixels <= pil_limit:
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        else:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(file)
+        except UnidentifiedImageError:
+            raise ValueError(
+                f"{what} could not be read as an image (formats PIL knows: "
+                f"{_known_formats()}); check the file"
+            ) from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise ImageTooLargeError(
+                f"{what} is an image of {_size_from_bomb_message(str(error))}, over the "
+                f"limit of {max_pixels:,} pixels (and over PIL's own limit, "
+                f"PIL.Image.MAX_IMAGE_PIXELS = {pil_limit}); downscale it first, or, if you "
+                "trust the file, pass a larger max_pixels= and raise "
+                "PIL.Image.MAX_IMAGE_PIXELS"
+            ) from None
+        except (OSError, SyntaxError, EOFError) as error:
+            raise _corrupt_error(what, error) from None
+
+        try:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageTooLargeError(
+                    f"{what} is an image of {width} x {height} = {width * height:,} pixels, "
+                    f"over the limit of {max_pixels:,} pixels (a guard against "
+                    "decompression bombs); downscale it first, or, if you trust the file, "
+                    f"pass max_pixels={width * height} or more"
+                )
+            if width == 0 or height == 0:
+                raise ValueError(f"{what} is an empty image ({width} x {height} pixels)")
+            try:
+                image.load()
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+                raise ImageTooLargeError(
+                    f"{what} holds a frame of {_size_from_bomb_message(str(error))}, over "
+                    f"PIL's limit of PIL.Image.MAX_IMAGE_PIXELS = {pil_limit}; downscale it "
+                    "first"
+                ) from None
+            except (OSError, SyntaxError, EOFError, ValueError) as error:
+                raise _corrupt_error(what, error) from None
+            # exif_transpose returns a new image, so closing ``image`` below leaves it intact.
+            return _to_rgb(ImageOps.exif_transpose(image))
+        finally:
+            image.close()
+
+
+def _corrupt_error(what: str, error: BaseException) -> ValueError:
+    return ValueError(
+        f"{what} is truncated or corrupt ({type(error).__name__}: {error}); re-download or "
+        "re-export the image"
+    )
+
+
+def _from_pil(image: Image.Image) -> Image.Image:
+    width, height = image.size
+    if width == 0 or height == 0:
+        raise ValueError(f"source is an empty image ({width} x {height} pixels)")
+    try:
+        # exif_transpose returns a new image (a copy when there is nothing to turn), so the
+        # caller's image is never changed; it loads the pixels of a lazily opened image.
+        oriented = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, EOFError) as error:
+        raise _corrupt_error("the PIL image given", error) from None
+    converted = _to_rgb(oriented)
+    return converted if converted is not image else image.copy()
+
+
+# Modes that PIL converts to RGB faithfully with a plain convert("RGB").
+_PLAIN_MODES = frozenset({"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to RGB, compositing transparency over white."""
+    mode = image.mode
+    if mode == "RGB" and "transparency" not in image.info:
+        return image  # callers make sure the caller's image is never returned
+    if mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.float64)
+        gray = np.rint(np.clip(values, 0, 65535) / 257.0).astype(np.uint8)
+        return Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0)
+        gray = np.rint(np.clip(values, 0, 255)).astype(np.uint8)
+        return Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2))
+    has_alpha = "A" in mode or "a" in mode or "transparency" in image.info
+    if has_alpha:
+        rgba = np.asarray(image.convert("RGBA"))
+        return Image.fromarray(_over_white(rgba[:, :, :3], rgba[:, :, 3]))
+    if mode in _PLAIN_MODES:
+        return image.convert("RGB")
+    try:
+        return image.convert("RGB")
+    except (ValueError, OSError) as error:
+        raise ValueError(
+            f"images of PIL mode {mode!r} cannot be converted to RGB ({error}); convert it "
+            "to 'RGB' or save it as PNG first"
+        ) from None
+
+
+def _over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Composite uint8 colours with uint8 alpha over white: c * a + 255 * (1 - a), rounded."""
+    a = alpha.astype(np.float64)[:, :, None] / 255.0
+    out = rgb.astype(np.float64) * a + 255.0 * (1.0 - a)
+    return np.rint(out).astype(np.uint8)
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    shape = tuple(array.shape)
+    if array.size == 0:
+        raise ValueError(f"source is an empty array (shape {shape}); it holds no pixels")
+    if array.ndim == 2:
+        hwc = array[:, :, None]
+    elif array.ndim == 3:
+        if shape[-1] in (1, 3, 4):
+            hwc = array
+        elif shape[0] in (1, 3, 4):
+            hwc = np.moveaxis(array, 0, -1)
+        else:
+            raise ValueError(
+                f"cannot read an image array of shape {shape}: expected (H, W), (H, W, C) or "
+                "(C, H, W) with C = 1 (gray), 3 (RGB) or 4 (RGBA)"
+            )
+    else:
+        hint = (
+            "; it looks like a batch: pass one image, such as x[0]" if array.ndim == 4 else ""
+        )
+        raise ValueError(
+            f"cannot read an image array of shape {shape} ({array.ndim} dimensions): expected "
+            f"(H, W), (H, W, C) or (C, H, W) with C = 1, 3 or 4{hint}"
+        )
+    channels = _to_uint8(hwc)
+    count = channels.shape[2]
+    if count == 1:
+        rgb = np.repeat(channels, 3, axis=2)
+    elif count == 3:
+        rgb = channels
+    else:
+        rgb = _over_white(channels[:, :, :3], channels[:, :, 3])
+    # A fresh contiguous copy, so the image never shares memory with the caller's array.
+    return Image.fromarray(np.array(rgb, dtype=np.uint8, order="C", copy=True))
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale an array's values to uint8 by its dtype's convention (see load_image)."""
+    dtype = array.dtype
+    if dtype == np.uint8:
+        return array
+    if dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if dtype == np.uint16:
+        return np.rint(array / 257.0).astype(np.uint8)
+    if np.issubdtype(dtype, np.integer):
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 255:
+            raise ValueError(
+                f"integer image values must lie in 0..255, but these ({dtype}) run from {low} "
+                f"to {high}; for 16-bit images use dtype uint16 (0..65535), or scale the "
+                "values to 0..255"
+            )
+        return array.astype(np.uint8)
+    if np.issubdtype(dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ValueError(
+                "float image values must lie in [0, 1], but the array holds NaN or infinity"
+            )
+        low, high = float(array.min()), float(array.max())
+        if low < 0.0 or high > 1.0:
+            fix = (
+                "; these look like 0..255 values: divide by 255"
+                if low >= 0.0 and high <= 255.0
+                else "; a normalised model input must be un-normalised first"
+            )
+            raise ValueError(
+                f"float image values must lie in [0, 1], but these run from {low:g} to "
+                f"{high:g}{fix} (x / 255), or pass a uint8 array"
+            )
+        return np.rint(array.astype(np.float64) * 255.0).astype(np.uint8)
+    raise TypeError(
+        f"image arrays must have dtype uint8, uint16, another integer type, bool or float; "
+        f"got {dtype}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Composite scenes
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Box:
+    """A rectangle in pixel coordinates; ``right`` and ``bottom`` are exclusive.
+
+    Attributes
+    ----------
+    label : str
+        What the box holds, e.g. ``"chelsea"``.
+    left, top, right, bottom : int
+        Columns ``left`` to ``right - 1`` and rows ``top`` to ``bottom - 1``, as in
+        ``array[top:bottom, left:right]``.
+    target : int or None
+        The ImageNet class expected inside the box (for bundled images), else ``None``.
+    """
+
+    label: str
+    left: int
+    top: int
+    right: int
+    bottom: int
+    target: int | None = None
+
+    def __post_init__(self) -> None:
+        for field in ("left", "top", "right", "bottom"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"Box.{field} must be an int, got {type(value).__name__}")
+            object.__setattr__(self, field, int(value))
+        if self.right < self.left or self.bottom < self.top:
+            raise ValueError(
+                f"Box needs left <= right and top <= bottom, got left={self.left}, "
+                f"right={self.right}, top={self.top}, bottom={self.bottom}"
+            )
+
+    @property
+    def width(self) -> int:
+        """Width in pixels, ``right - left``."""
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        """Height in pixels, ``bottom - top``."""
+        return self.bottom - self.top
+
+    def scaled(self, sx: float, sy: float) -> Box:
+        """The same box in an image resized by ``sx`` horizontally and ``sy`` vertically.
+
+        Each edge is multiplied by its factor and rounded to the nearest pixel edge (halves
+        round up); a box that had pixels keeps at least one in each direction.
+
+        Parameters
+        ----------
+        sx, sy : float
+            Scale factors, new size over old size; must be positive.
+
+        Returns
+        -------
+        Box
+            A new box with the same label and target.
+        """
+        if not (sx > 0 and sy > 0 and math.isfinite(sx) and math.isfinite(sy)):
+            raise ValueError(f"scale factors must be positive and finite, got sx={sx}, sy={sy}")
+
+        def edge(value: int, factor: float) -> int:
+            return math.floor(value * factor + 0.5)
+
+        left, top = edge(self.left, sx), edge(self.top, sy)
+        right, bottom = edge(self.right, sx), edge(self.bottom, sy)
+        if self.right > self.left:
+            right = max(right, left + 1)
+        if self.bottom > self.top:
+            bottom = max(bottom, top + 1)
+        return Box(self.label, left, top, right, bottom, self.target)
+
+    def mask(self, height: int, width: int) -> np.ndarray:
+        """A boolean mask of shape ``(height, width)``, True inside the box.
+
+        Parameters
+        ----------
+        height, width : int
+            Size of the image the mask is for (note the order: rows first, as for arrays).
+            Parts of the box outside it are cut off.
+
+        Returns
+        -------
+        numpy.ndarray
+            Array of dtype bool and shape ``(height, width)``.
+        """
+        mask = np.zeros((height, width), dtype=bool)
+        mask[max(0, self.top):max(0, self.bottom), max(0, self.left):max(0, self.right)] = True
+        return mask
+
+
+@dataclass(frozen=True)
+class Composite:
+    """A scene made of several images, with the box each one occupies.
+
+    Attributes
+    ----------
+    image : PIL.Image.Image
+        The scene, in mode ``"RGB"``.
+    boxes : tuple of Box
+        One box per part, in the order the parts were given: the pixels that came from that
+        part (its padding excluded).
+    """
+
+    image: Image.Image
+    boxes: tuple[Box, ...]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The label of each box."""
+        return tuple(box.label for box in self.boxes)
+
+    def boxes_at(self, width: int, height: int) -> tuple[Box, ...]:
+        """The boxes for a copy of the image resized to ``width`` x ``height``.
+
+        Use it to find the parts in the model's input, e.g. ``boxes_at(224, 224)`` after the
+        whole scene is resized to 224 x 224.
+
+        Parameters
+        ----------
+        width, height : int
+            Size of the resized image (PIL order: width first).
+
+        Returns
+        -------
+        tuple of Box
+            The boxes scaled by ``width / image.width`` and ``height / image.height``.
+        """
+        for name, value in (("width", width), ("height", height)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        sx = width / self.image.width
+        sy = height / self.image.height
+        return tuple(box.scaled(sx, sy) for box in self.boxes)
+
+
+def _bundled_sample(part: object) -> SampleImage | None:
+    """The bundled image a part names, or None (paths, arrays, ... and existing files)."""
+    if isinstance(part, str) and not Path(part).expanduser().is_file():
+        return _lookup_sample(part)
+    return None
+
+
+def make_composite(
+    parts: Iterable[ImageSource],
+    *,
+    cell_size: int = 224,
+    columns: int | None = None,
+    labels: Sequence[str] | None = None,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> Composite:
+    """Build one scene from several images, and record where each one lies.
+
+    Each part is loaded with :func:`load_image`, scaled to fit a square cell of
+    ``cell_size`` pixels (aspect ratio kept, Lanczos resampling, centred, padded with
+    ``background``), and the cells are laid out in a grid, row by row. The boxes are ground
+    truth for localisation checks such as the pointing game: does the explanation for
+    "Egyptian cat" fall on the cat?
+
+    Parameters
+    ----------
+    parts : iterable of image sources
+        Anything :func:`load_image` accepts, e.g. ``["chelsea", "coffee"]``.
+    cell_size : int, optional
+        Side of each square cell in pixels, at least 8; default 224.
+    columns : int or None, optional
+        Cells per row; default all parts in one row. At most ``len(parts)`` columns are used.
+    labels : sequence of str or None, optional
+        One label per part. Default: a bundled image's name, else ``"part0"``,
+        ``"part1"``, ...
+    background : tuple of three ints, optional
+        RGB colour of the padding, each 0 to 255; default white.
+
+    Returns
+    -------
+    Composite
+        The scene (``rows * cell_size`` high, ``columns * cell_size`` wide) and one
+        :class:`Box` per part. A box's ``target`` is the expected ImageNet class of a bundled
+        image (see :func:`sample_images`), else ``None``.
+
+    Raises
+    ------
+    TypeError
+        If ``parts`` is a single image rather than a collection, or an argument has the
+        wrong type.
+    ValueError
+        If ``parts`` is empty, ``cell_size`` < 8, ``columns`` < 1, the number of labels
+        differs from the number of parts, or ``background`` is not an RGB triple; and
+        whatever :func:`load_image` raises for a part.
+
+    Examples
+    --------
+    >>> scene = make_composite(["chelsea", "coffee"], cell_size=64)
+    >>> scene.image.size
+    (128, 64)
+    >>> scene.boxes[0]
+    Box(label='chelsea', left=0, top=10, right=64, bottom=53, target=285)
+    """
+    if isinstance(parts, (str, bytes, bytearray, memoryview, os.PathLike, Image.Image,
+                          np.ndarray)) or _is_torch_tensor(parts):
+        raise TypeError(
+            "parts must be a list of images, e.g. ['chelsea', 'coffee']; got a single "
+            f"{type(parts).__name__}: wrap it in a list"
+        )
+    if not isinstance(parts, Iterable):
+        raise TypeError(f"parts must be a list of images, got {type(parts).__name__}")
+    items = list(parts)
+    if not items:
+        raise ValueError("parts is empty; give at least one image, e.g. ['chelsea']")
+    count = len(items)
+
+    if isinstance(cell_size, bool) or not isinstance(cell_size, int):
+        raise TypeError(f"cell_size must be an int, got {type(cell_size).__name__}")
+    if cell_size < 8:
+        raise ValueError(f"cell_size must be at least 8 pixels, got {cell_size}")
+
+    if columns is None:
+        columns = count
+    elif isinstance(columns, bool) or not isinstance(columns, int):
+        raise TypeError(f"columns must be an int or None, got {type(columns).__name__}")
+    elif columns < 1:
+        raise ValueError(f"columns must be at least 1, got {columns}")
+    columns = min(columns, count)
+    rows = math.ceil(count / columns)
+
+    if labels is None:
+        names = []
+        for index, part in enumerate(items):
+            sample = _bundled_sample(part)
+            names.append(sample.name if sample is not None else f"part{index}")
+    else:
+        if isinstance(labels, str) or not isinstance(labels, Sequence):
+            raise TypeError(
+                f"labels must be a list of str, one per part, got {type(labels).__name__}"
+            )
+        if len(labels) != count:
+            raise ValueError(
+                f"labels has {len(labels)} entries but there are {count} parts; give one "
+                "label per part"
+            )
+        for label in labels:
+            if not isinstance(label, str):
+                raise TypeError(f"each label must be a str, got {type(label).__name__}")
+        names = list(labels)
+
+    if (
+        not isinstance(background, Sequence)
+        or len(background) != 3
+        or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v <= 255
+            for v in background
+        )
+    ):
+        raise ValueError(
+            f"background must be an RGB triple of ints from 0 to 255, got {background!r}"
+        )
+    fill = (int(background[0]), int(background[1]), int(background[2]))
+
+    scene = Image.new("RGB", (columns * cell_size, rows * cell_size), fill)
+    boxes: list[Box] = []
+    for index, (part, label) in enumerate(zip(items, names)):
+        image = load_image(part)
+        width, height = image.size
+        scale = cell_size / max(width, height)
+        fitted_size = (
+            min(cell_size, max(1, round(width * scale))),
+            min(cell_size, max(1, round(height * scale))),
+        )
+        if fitted_size != image.size:
+            image = image.resize(fitted_size, Image.Resampling.LANCZOS)
+        row, column = divmod(index, columns)
+        left = column * cell_size + (cell_size - fitted_size[0]) // 2
+        top = row * cell_size + (cell_size - fitted_size[1]) // 2
+        scene.paste(image, (left, top))
+        sample = _bundled_sample(part)
+        target = sample.expected_class if sample is not None else None
+        boxes.append(Box(label, left, top, left + fitted_size[0], top + fitted_size[1], target))
+    return Composite(image=scene, boxes=tuple(boxes))
