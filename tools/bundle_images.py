@@ -88,8 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         size = written.stat().st_size
         total += size
         with Image.open(written) as check:
-            print(f"{original.name:20s} -> {written.name:20s} {check.size[0]:4d}x{check.size[1]:<4d}"
-                  f" {size / 1024:7.1f} KiB")
+            width, height = check.size
+        print(
+            f"{original.name:18s} -> {written.name:18s} {width:4d}x{height:<4d} "
+            f"{size / 1024:6.1f} KiB"
+        )
     print(f"{len(originals)} images, {total / 1024:.1f} KiB in {DESTINATION}")
     return 0
 

@@ -141,6 +141,8 @@ _SKIMAGE = "scikit-image 0.26 skimage/data"
 _OPENCV = "Debian package opencv-doc 4.6.0 examples/data"
 _OPENCV_LICENCE = "OpenCV sample data (Apache-2.0 / BSD per the package's copyright file)"
 
+# One image per entry: (name, filename, description, source, licence, class, label).
+# fmt: off
 _CATALOGUE: tuple[SampleImage, ...] = (
     SampleImage("apple", "apple.jpg", "a green apple",
                 f"apple.jpg, {_OPENCV}", _OPENCV_LICENCE, 948, "Granny Smith"),
@@ -171,6 +173,7 @@ _CATALOGUE: tuple[SampleImage, ...] = (
                 f"starry_night.jpg, {_OPENCV}", "the painting is in the public domain",
                 None, None),
 )
+# fmt: on
 _BY_NAME: dict[str, SampleImage] = {sample.name: sample for sample in _CATALOGUE}
 
 
@@ -231,8 +234,7 @@ def sample_image_path(name: str) -> Path:
     sample = _lookup_sample(name)
     if sample is None:
         raise ValueError(
-            f"there is no bundled image called {name!r}; the bundled images are: "
-            f"{_bundled_names()}"
+            f"there is no bundled image called {name!r}; the bundled images are: {_bundled_names()}"
         )
     return sample.path
 
@@ -314,7 +316,7 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> Image.Im
         return _from_path(Path(os.fspath(source)), max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-        return _decode(io.BytesIO(data), f"the {len(data)} bytes given", max_pixels)
+        return _decode(io.BytesIO(data), f"the data given ({len(data)} bytes)", max_pixels)
     if isinstance(source, np.ndarray):
         return _from_array(source)
     if _is_torch_tensor(source):
@@ -346,10 +348,10 @@ def _from_path(path: Path, max_pixels: int) -> Image.Image:
             f"{str(path)!r} is a folder, not an image file; pass the path of one image in it"
         )
     if not path.exists():
+        where = "" if path.is_absolute() else f" (relative to {os.getcwd()!r})"
         raise FileNotFoundError(
-            f"no such image file: {str(path)!r} (looked in {os.getcwd()!r} for a relative "
-            f"path); check the path, or pass one of the bundled image names: "
-            f"{_bundled_names()}"
+            f"no such image file: {str(path)!r}{where}; check the path, or pass one of the "
+            f"bundled image names: {_bundled_names()}"
         )
     with open(path, "rb") as file:
         return _decode(file, f"the file {str(path)!r}", max_pixels)
@@ -364,7 +366,8 @@ def _tensor_to_numpy(tensor: Any) -> np.ndarray:
     tensor = tensor.detach()
     if str(tensor.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
         tensor = tensor.float()
-    return tensor.cpu().numpy()
+    array: np.ndarray = tensor.cpu().numpy()
+    return array
 
 
 def _known_formats() -> str:
@@ -372,9 +375,14 @@ def _known_formats() -> str:
     return ", ".join(sorted(Image.OPEN))
 
 
-def _size_from_bomb_message(message: str) -> str:
+def _pixels_from_bomb_message(message: str) -> int | None:
+    """The pixel count in PIL's DecompressionBombError/Warning message, if it can be found."""
     found = re.search(r"\((\d+) pixels\)", message)
-    return f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+    return int(found.group(1)) if found else None
+
+
+def _format_pixels(pixels: int | None) -> str:
+    return f"{pixels:,} pixels" if pixels is not None else "too many pixels"
 
 
 def _decode(file: IO[bytes], what: str, max_pixels: int) -> Image.Image:
@@ -395,18 +403,30 @@ def _decode(file: IO[bytes], what: str, max_pixels: int) -> Image.Image:
                 f"{what} could not be read as an image (formats PIL knows: "
                 f"{_known_formats()}); check the file"
             ) from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        except Image.DecompressionBombWarning as warning:
+            # only turned into an error when max_pixels <= PIL's limit: the image is over both
+            pixels = _pixels_from_bomb_message(str(warning))
             raise ImageTooLargeError(
-                f"{what} is an image of {_size_from_bomb_message(str(error))}, over the "
-                f"limit of {max_pixels:,} pixels (and over PIL's own limit, "
-                f"PIL.Image.MAX_IMAGE_PIXELS = {pil_limit}); downscale it first, or, if you "
-                "trust the file, pass a larger max_pixels= and raise "
-                "PIL.Image.MAX_IMAGE_PIXELS"
+                f"{what} is an image of {_format_pixels(pixels)}, over the limit of "
+                f"{max_pixels:,} pixels (a guard against decompression bombs); downscale it "
+                "first, or, if you trust the file, pass max_pixels="
+                f"{pixels if pixels is not None else 'a larger value'}"
+                f"{' or more' if pixels is not None else ''}"
+            ) from None
+        except Image.DecompressionBombError as error:
+            raise ImageTooLargeError(
+                f"{what} is an image of {_format_pixels(_pixels_from_bomb_message(str(error)))}"
+                f", over PIL's own limit of twice PIL.Image.MAX_IMAGE_PIXELS = {pil_limit} "
+                f"(this call's limit is {max_pixels:,} pixels); downscale it first, or, if "
+                "you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS and pass a larger "
+                "max_pixels="
             ) from None
         except (OSError, SyntaxError, EOFError) as error:
             raise _corrupt_error(what, error) from None
 
-        try:
+        # Leaving the block closes the file only where PIL opened it itself; a file object
+        # the caller passed stays open.
+        with image:
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageTooLargeError(
@@ -421,16 +441,15 @@ def _decode(file: IO[bytes], what: str, max_pixels: int) -> Image.Image:
                 image.load()
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
                 raise ImageTooLargeError(
-                    f"{what} holds a frame of {_size_from_bomb_message(str(error))}, over "
+                    f"{what} holds a frame of "
+                    f"{_format_pixels(_pixels_from_bomb_message(str(error)))}, over "
                     f"PIL's limit of PIL.Image.MAX_IMAGE_PIXELS = {pil_limit}; downscale it "
                     "first"
                 ) from None
             except (OSError, SyntaxError, EOFError, ValueError) as error:
                 raise _corrupt_error(what, error) from None
-            # exif_transpose returns a new image, so closing ``image`` below leaves it intact.
+            # exif_transpose returns a new image, independent of the file.
             return _to_rgb(ImageOps.exif_transpose(image))
-        finally:
-            image.close()
 
 
 def _corrupt_error(what: str, error: BaseException) -> ValueError:
@@ -454,8 +473,9 @@ def _from_pil(image: Image.Image) -> Image.Image:
     return converted if converted is not image else image.copy()
 
 
-# Modes that PIL converts to RGB faithfully with a plain convert("RGB").
-_PLAIN_MODES = frozenset({"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
+# Modes with an alpha channel ("a": premultiplied alpha); other modes may carry a transparent
+# colour or palette entry in image.info["transparency"].
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 
 
@@ -472,13 +492,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0)
         gray = np.rint(np.clip(values, 0, 255)).astype(np.uint8)
         return Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2))
-    has_alpha = "A" in mode or "a" in mode or "transparency" in image.info
-    if has_alpha:
+    if mode in _ALPHA_MODES or "transparency" in image.info:
+        if mode == "La":  # PIL converts premultiplied La only to LA
+            image = image.convert("LA")
         rgba = np.asarray(image.convert("RGBA"))
         return Image.fromarray(_over_white(rgba[:, :, :3], rgba[:, :, 3]))
-    if mode in _PLAIN_MODES:
-        return image.convert("RGB")
-    try:
+    try:  # 1, L, P, RGBX, CMYK, YCbCr, LAB, HSV, ...
         return image.convert("RGB")
     except (ValueError, OSError) as error:
         raise ValueError(
@@ -511,9 +530,7 @@ def _from_array(array: np.ndarray) -> Image.Image:
                 "(C, H, W) with C = 1 (gray), 3 (RGB) or 4 (RGBA)"
             )
     else:
-        hint = (
-            "; it looks like a batch: pass one image, such as x[0]" if array.ndim == 4 else ""
-        )
+        hint = "; it looks like a batch: pass one image, such as x[0]" if array.ndim == 4 else ""
         raise ValueError(
             f"cannot read an image array of shape {shape} ({array.ndim} dimensions): expected "
             f"(H, W), (H, W, C) or (C, H, W) with C = 1, 3 or 4{hint}"
@@ -540,12 +557,12 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
     if dtype == np.uint16:
         return np.rint(array / 257.0).astype(np.uint8)
     if np.issubdtype(dtype, np.integer):
-        low, high = int(array.min()), int(array.max())
-        if low < 0 or high > 255:
+        smallest, largest = int(array.min()), int(array.max())
+        if smallest < 0 or largest > 255:
             raise ValueError(
-                f"integer image values must lie in 0..255, but these ({dtype}) run from {low} "
-                f"to {high}; for 16-bit images use dtype uint16 (0..65535), or scale the "
-                "values to 0..255"
+                f"integer image values must lie in 0..255, but these ({dtype}) run from "
+                f"{smallest} to {largest}; for 16-bit images use dtype uint16 (0..65535), or "
+                "scale the values to 0..255"
             )
         return array.astype(np.uint8)
     if np.issubdtype(dtype, np.floating):
@@ -556,13 +573,14 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
         low, high = float(array.min()), float(array.max())
         if low < 0.0 or high > 1.0:
             fix = (
-                "; these look like 0..255 values: divide by 255"
+                "these look like 0..255 values: divide by 255 (x / 255), or pass a uint8 array"
                 if low >= 0.0 and high <= 255.0
-                else "; a normalised model input must be un-normalised first"
+                else "undo the model's normalisation first (x * std + mean), or rescale to "
+                "[0, 1]; values from 0 to 255: divide by 255"
             )
             raise ValueError(
                 f"float image values must lie in [0, 1], but these run from {low:g} to "
-                f"{high:g}{fix} (x / 255), or pass a uint8 array"
+                f"{high:g}; {fix}"
             )
         return np.rint(array.astype(np.float64) * 255.0).astype(np.uint8)
     raise TypeError(
@@ -665,7 +683,7 @@ class Box:
             Array of dtype bool and shape ``(height, width)``.
         """
         mask = np.zeros((height, width), dtype=bool)
-        mask[max(0, self.top):max(0, self.bottom), max(0, self.left):max(0, self.right)] = True
+        mask[max(0, self.top) : max(0, self.bottom), max(0, self.left) : max(0, self.right)] = True
         return mask
 
 
@@ -778,8 +796,9 @@ def make_composite(
     >>> scene.boxes[0]
     Box(label='chelsea', left=0, top=10, right=64, bottom=53, target=285)
     """
-    if isinstance(parts, (str, bytes, bytearray, memoryview, os.PathLike, Image.Image,
-                          np.ndarray)) or _is_torch_tensor(parts):
+    if isinstance(
+        parts, (str, bytes, bytearray, memoryview, os.PathLike, Image.Image, np.ndarray)
+    ) or _is_torch_tensor(parts):
         raise TypeError(
             "parts must be a list of images, e.g. ['chelsea', 'coffee']; got a single "
             f"{type(parts).__name__}: wrap it in a list"
@@ -840,7 +859,7 @@ def make_composite(
 
     scene = Image.new("RGB", (columns * cell_size, rows * cell_size), fill)
     boxes: list[Box] = []
-    for index, (part, label) in enumerate(zip(items, names)):
+    for index, (part, label) in enumerate(zip(items, names, strict=True)):
         image = load_image(part)
         width, height = image.size
         scale = cell_size / max(width, height)
