@@ -14,7 +14,15 @@ from typing import Any
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["get_module", "forward_hooks", "capture_outputs", "eval_mode", "output_shape"]
+__all__ = [
+    "get_module",
+    "forward_hooks",
+    "capture_outputs",
+    "eval_mode",
+    "frozen_parameters",
+    "swap_modules",
+    "output_shape",
+]
 
 ForwardHook = Callable[[nn.Module, tuple[Any, ...], Any], Any]
 
@@ -91,3 +99,49 @@ def output_shape(output: Any) -> tuple[int, ...] | None:
     if isinstance(output, Tensor):
         return tuple(output.shape[1:])
     return None
+
+
+@contextmanager
+def frozen_parameters(model: nn.Module) -> Iterator[None]:
+    """Set ``requires_grad=False`` on every parameter, then restore each one's own flag.
+
+    Methods differentiate with respect to the input or a layer's output only; letting the
+    weights keep ``requires_grad`` would make every backward pass compute their gradients too.
+    """
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for parameter, _ in flags:
+            parameter.requires_grad_(False)
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
+@contextmanager
+def swap_modules(model: nn.Module, replacements: Mapping[str, nn.Module]) -> Iterator[None]:
+    """Put ``replacements[name]`` in place of each named submodule, and put the originals back.
+
+    Used to change how a layer computes its backward pass (guided backpropagation, LRP) without
+    touching the original module objects: they, and their flags, come back exactly as they were.
+    """
+    if not replacements:
+        yield
+        return
+    for name in replacements:
+        get_module(model, name)  # every name checked before anything changes
+        if not name:
+            raise ValueError("the model itself cannot be swapped; name a submodule")
+    swapped: list[tuple[nn.Module, str, nn.Module]] = []
+    try:
+        for name, new in replacements.items():
+            parent_name, _, attribute = name.rpartition(".")
+            parent = get_module(model, parent_name) if parent_name else model
+            old = parent._modules[attribute]
+            assert old is not None
+            swapped.append((parent, attribute, old))
+            parent._modules[attribute] = new
+        yield
+    finally:
+        for parent, attribute, old in reversed(swapped):
+            parent._modules[attribute] = old

@@ -1,0 +1,124 @@
+"""Guided backpropagation and the deconvnet: the gradient with modified ReLU backward passes.
+
+Both change only what a rectifier (``nn.ReLU`` or ``nn.ReLU6``) sends backwards; everything
+else is the ordinary gradient. For a rectifier ``y = clamp(x, 0, u)`` (``u`` = inf for ReLU,
+6 for ReLU6) with incoming gradient ``g``:
+
+- gradient:              ``g * [0 < x < u]``
+- deconvnet:             ``max(g, 0)``               (Zeiler & Fergus 2014)
+- guided backpropagation: ``max(g, 0) * [0 < x < u]`` (Springenberg et al. 2015)
+
+During a call every rectifier module is swapped for one that computes the same forward with
+the chosen backward (not in place), and the originals, in-place flags included, are put back
+afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vizwidgets._hooks import swap_modules
+from vizwidgets.attribution.base import Attribution, Target
+from vizwidgets.attribution.gradient import input_gradient
+
+__all__ = [
+    "GuidedBackprop",
+    "Deconvnet",
+    "guided_backprop",
+    "deconvnet",
+    "rectifier_override",
+]
+
+
+class _ModifiedRectifier(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, upper: float, guided: bool) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.upper = upper
+        ctx.guided = guided
+        return x.clamp(min=0.0, max=upper) if math.isfinite(upper) else x.clamp(min=0.0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        (x,) = ctx.saved_tensors
+        out = grad.clamp(min=0.0)
+        if ctx.guided:
+            out = out * ((x > 0) & (x < ctx.upper)).to(out.dtype)
+        return out, None, None
+
+
+class _RectifierWithModifiedBackward(nn.Module):
+    def __init__(self, upper: float, guided: bool) -> None:
+        super().__init__()
+        self.upper = upper
+        self.guided = guided
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _ModifiedRectifier.apply(x, self.upper, self.guided)
+
+    def extra_repr(self) -> str:
+        return f"upper={self.upper}, rule={'guided' if self.guided else 'deconvnet'}"
+
+
+def rectifier_override(model: nn.Module, guided: bool) -> swap_modules:  # type: ignore[valid-type]
+    """A context manager in which every ReLU/ReLU6 of ``model`` has the modified backward."""
+    replacements: dict[str, nn.Module] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        if isinstance(module, nn.ReLU6):
+            replacements[name] = _RectifierWithModifiedBackward(6.0, guided)
+        elif isinstance(module, nn.ReLU):
+            replacements[name] = _RectifierWithModifiedBackward(math.inf, guided)
+    return swap_modules(model, replacements)
+
+
+class GuidedBackprop(Attribution):
+    """Guided backpropagation (Springenberg, Dosovitskiy, Brox & Riedmiller 2015).
+
+    The input gradient with each rectifier passing back only positive gradient, and only where
+    its input was active. Returns ``(N, 3, H, W)``.
+    """
+
+    name = "guided_backprop"
+    title = "Guided backpropagation"
+    family = "guided"
+    description = "The gradient, keeping only positive signals through active ReLUs: sharp edges."
+    reference = (
+        "Springenberg, Dosovitskiy, Brox & Riedmiller 2015, Striving for Simplicity: The All "
+        "Convolutional Net, ICLR workshop"
+    )
+    guided = True
+
+    def _attribute(self, x: Tensor, target: Tensor | None, **options: Any) -> Tensor:
+        with rectifier_override(self.model, guided=self.guided):
+            return input_gradient(self.model, x, target)[0]
+
+
+class Deconvnet(GuidedBackprop):
+    """The deconvnet's backward pass (Zeiler & Fergus 2014).
+
+    Each rectifier passes back the positive part of the gradient, whatever its forward input
+    was. Returns ``(N, 3, H, W)``.
+    """
+
+    name = "deconvnet"
+    title = "Deconvnet"
+    family = "guided"
+    description = "Rectify the backward signal instead of masking it by the forward pass."
+    reference = (
+        "Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks, ECCV"
+    )
+    guided = False
+
+
+def guided_backprop(model: Any, inputs: Tensor, target: Target = None) -> Tensor:
+    """Guided backpropagation (Springenberg et al. 2015); see :class:`GuidedBackprop`."""
+    return GuidedBackprop(model).attribute(inputs, target)
+
+
+def deconvnet(model: Any, inputs: Tensor, target: Target = None) -> Tensor:
+    """Deconvnet (Zeiler & Fergus 2014); see :class:`Deconvnet`."""
+    return Deconvnet(model).attribute(inputs, target)
