@@ -1,0 +1,484 @@
+"""The course: generated learner notebooks, exercise conventions, graders, and notebook runs.
+
+- (a) every committed ``course/NN_topic.ipynb`` is exactly what ``tools/build_course.py``
+  generates from ``solutions/NN_topic.py``;
+- (b) learner notebooks hold no solution code, and exercise and check cells are tagged
+  ``raises-exception``; the build script enforces its conventions;
+- (c) each ``vizwidgets.checks`` grader accepts a right answer and rejects wrong ones;
+- (d) the solution notebooks run without error, and the learner notebooks fail only with the
+  exercises' ``NotImplementedError``, in the tagged cells.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import nbformat
+import pytest
+import torch
+
+from vizwidgets.checks import check_softmax, check_top_k
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_build_course() -> ModuleType:
+    path = ROOT / "tools" / "build_course.py"
+    spec = importlib.util.spec_from_file_location("build_course", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("build_course", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+build_course = _load_build_course()
+SCRIPTS = build_course.solution_scripts()
+SCRIPT_IDS = [script.stem for script in SCRIPTS]
+
+
+def test_there_is_a_course() -> None:
+    assert SCRIPTS, "no solutions/NN_topic.py scripts found"
+    assert SCRIPTS[0].name == "00_welcome.py"
+
+
+# --- (a) generated == committed ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
+def test_committed_learner_notebook_is_generated_from_its_solution(script: Path) -> None:
+    target = build_course.learner_path(script)
+    assert target.is_file(), f"{target} is missing: run python tools/build_course.py"
+    expected = build_course.notebook_text(build_course.build_notebook(script))
+    assert target.read_text(encoding="utf-8") == expected, (
+        f"{target} is out of date with {script}: run python tools/build_course.py"
+    )
+
+
+def test_check_option_passes_on_the_committed_course(capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_course.out_of_date() == []
+    assert build_course.main(["--check"]) == 0
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_check_option_lists_stale_missing_and_orphan_notebooks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    solutions, course = tmp_path / "solutions", tmp_path / "course"
+    solutions.mkdir()
+    _write_script(solutions / "01_one.py", "# %%\nx = 1\n")
+    _write_script(solutions / "02_two.py", "# %%\ny = 2\n")
+    args = ["--solutions", str(solutions), "--course", str(course)]
+    assert build_course.main(args) == 0
+    assert build_course.main([*args, "--check"]) == 0
+
+    (course / "01_one.ipynb").write_text("{}", encoding="utf-8")  # stale
+    (course / "02_two.ipynb").unlink()  # missing
+    (course / "03_orphan.ipynb").write_text("{}", encoding="utf-8")  # no script
+    capsys.readouterr()
+    assert build_course.main([*args, "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "01_one.ipynb: differs" in err
+    assert "02_two.ipynb: missing" in err
+    assert "03_orphan.ipynb: no solutions/03_orphan.py" in err
+
+    assert build_course.main(args) == 0  # rebuilding repairs the first two
+    problems = build_course.out_of_date(solutions, course)
+    assert len(problems) == 1 and "03_orphan.ipynb: no solutions/" in problems[0]
+
+
+def test_build_writes_the_solution_notebooks_on_request(tmp_path: Path) -> None:
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    _write_script(solutions / "01_one.py", _EXERCISE_SCRIPT)
+    full = tmp_path / "full"
+    args = ["--solutions", str(solutions), "--course", str(tmp_path / "course")]
+    assert build_course.main([*args, "--solutions-out", str(full)]) == 0
+    notebook = nbformat.read(full / "01_one.ipynb", as_version=4)
+    sources = "\n".join(cell.source for cell in notebook.cells)
+    assert "return x * 2" in sources and "solution-only cell" in sources
+    assert not any("raises-exception" in c.metadata.get("tags", []) for c in notebook.cells)
+
+
+# --- (b) learner notebooks hide the solutions ----------------------------------------------
+
+
+def _solution_regions(source: str) -> list[list[str]]:
+    """The lines strictly between BEGIN and END SOLUTION markers, one list per region."""
+    regions: list[list[str]] = []
+    current: list[str] | None = None
+    for line in source.splitlines():
+        if line.strip().startswith(build_course.BEGIN):
+            current = []
+        elif line.strip().startswith(build_course.END):
+            assert current is not None
+            regions.append(current)
+            current = None
+        elif current is not None:
+            current.append(line)
+    return regions
+
+
+def _paired_cells(script: Path) -> list[tuple[nbformat.NotebookNode, nbformat.NotebookNode]]:
+    """(solution cell, learner cell) pairs: the learner keeps every cell but solution-only."""
+    full = build_course.solution_notebook(script)
+    learner = nbformat.read(build_course.learner_path(script), as_version=4)
+    kept = [
+        cell for cell in full.cells
+        if build_course.SOLUTION_ONLY_TAG not in cell.metadata.get("tags", [])
+    ]
+    assert len(kept) == len(learner.cells)
+    for solution_cell, learner_cell in zip(kept, learner.cells):
+        assert solution_cell.cell_type == learner_cell.cell_type
+    return list(zip(kept, learner.cells))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
+def test_learner_notebook_contains_no_solution_code(script: Path) -> None:
+    learner = nbformat.read(build_course.learner_path(script), as_version=4)
+    text = "\n".join(cell.source for cell in learner.cells)
+    assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
+    exercises = 0
+    for solution_cell, learner_cell in _paired_cells(script):
+        regions = _solution_regions(solution_cell.source)
+        exercises += len(regions)
+        learner_lines = {line.strip() for line in learner_cell.source.splitlines()}
+        for region in regions:
+            for line in region:
+                if line.strip():
+                    assert line.strip() not in learner_lines, (
+                        f"solution line {line.strip()!r} survives in the learner notebook"
+                    )
+        if regions:
+            assert learner_cell.source.count(build_course.PLACEHOLDER) == len(regions)
+            assert learner_cell.source.count("raise NotImplementedError(\"Exercise: ") == len(
+                regions
+            )
+    assert exercises, f"{script.name} has no exercise"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
+def test_exercise_and_check_cells_are_tagged_raises_exception(script: Path) -> None:
+    checks = 0
+    for solution_cell, learner_cell in _paired_cells(script):
+        tags = learner_cell.metadata.get("tags", [])
+        expected = bool(_solution_regions(solution_cell.source)) or "check" in tags
+        assert ("raises-exception" in tags) == expected, learner_cell.source
+        checks += "check" in tags
+        if learner_cell.cell_type == "code":
+            assert learner_cell.outputs == [] and learner_cell.execution_count is None
+        assert "id" not in learner_cell
+    assert checks, f"{script.name} has exercises but no check cell"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
+def test_solution_regions_hold_no_imports(script: Path) -> None:
+    """Imports inside a solution would vanish from the learner version and break it."""
+    for cell in build_course.solution_notebook(script).cells:
+        for region in _solution_regions(cell.source):
+            for line in region:
+                assert not re.match(r"\s*(import|from)\s+\w", line), (
+                    f"{script.name}: move {line.strip()!r} to the imports cell at the top"
+                )
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
+def test_learner_notebook_metadata_is_plain(script: Path) -> None:
+    learner = nbformat.read(build_course.learner_path(script), as_version=4)
+    nbformat.validate(learner)
+    assert learner.metadata.kernelspec.name == "python3"
+    assert "jupytext" not in learner.metadata
+    assert (learner.nbformat, learner.nbformat_minor) == (4, 4)
+
+
+# --- the build conventions, on small scripts ------------------------------------------------
+
+_EXERCISE_SCRIPT = '''# %% [markdown]
+# # A title
+
+# %%
+import math
+
+# %%
+def double(x):
+    """Twice x."""
+    if x is not None:
+        # BEGIN SOLUTION multiply by two
+        y = x
+        return x * 2
+        # END SOLUTION
+    # BEGIN SOLUTION
+    return None
+    # END SOLUTION
+
+
+# %% tags=["check"]
+assert double(2) == 4
+
+# %% tags=["solution-only"]
+print("solution-only cell")
+
+# %%
+print(math.pi)
+'''
+
+
+def _write_script(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_build_replaces_regions_keeping_their_indentation(tmp_path: Path) -> None:
+    notebook = build_course.build_notebook(_write_script(tmp_path / "01_x.py", _EXERCISE_SCRIPT))
+    sources = [cell.source for cell in notebook.cells]
+    assert sources[2] == (
+        'def double(x):\n'
+        '    """Twice x."""\n'
+        '    if x is not None:\n'
+        '        # YOUR CODE HERE\n'
+        '        raise NotImplementedError("Exercise: multiply by two")\n'
+        '    # YOUR CODE HERE\n'
+        '    raise NotImplementedError("Exercise: replace this line with your code")'
+    )
+    assert "solution-only cell" not in "\n".join(sources)
+    assert sources[-1] == "print(math.pi)"
+    tags = [cell.metadata.get("tags", []) for cell in notebook.cells]
+    assert tags[2] == ["raises-exception"]
+    assert tags[3] == ["check", "raises-exception"]
+    assert tags[1] == tags[4] == []
+
+
+def test_build_output_is_deterministic_and_clean(tmp_path: Path) -> None:
+    script = _write_script(tmp_path / "01_x.py", _EXERCISE_SCRIPT)
+    first = build_course.notebook_text(build_course.build_notebook(script))
+    second = build_course.notebook_text(build_course.build_notebook(script))
+    assert first == second
+    assert '"id"' not in first and "jupytext" not in first and "lines_to_next_cell" not in first
+    notebook = nbformat.reads(first, as_version=4)
+    assert notebook.metadata.kernelspec == {
+        "display_name": "Python 3", "language": "python", "name": "python3",
+    }
+    assert all(c.outputs == [] for c in notebook.cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("# %%\n# BEGIN SOLUTION\nx = 1\n", "never closed"),
+        ("# %%\nx = 1\n# END SOLUTION\n", "without a # BEGIN SOLUTION"),
+        ("# %%\n# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION\n", "cannot nest"),
+        ("# %%\ndef f():\n    pass\n\n# %%\ncheck_softmax(f)\n", "not tagged 'check'"),
+        ('# %% tags=["check"]\nx = 1\n', "no exercise"),
+        ('# %% [markdown] tags=["check"]\n# text\n', "only code cells"),
+    ],
+)
+def test_build_rejects_broken_conventions(tmp_path: Path, body: str, message: str) -> None:
+    script = _write_script(tmp_path / "01_bad.py", body)
+    with pytest.raises(build_course.CourseBuildError, match=re.escape(message)):
+        build_course.build_notebook(script)
+    assert build_course.main(["--course", str(tmp_path / "course"), str(script)]) == 2
+
+
+# --- (c) graders ----------------------------------------------------------------------------
+
+
+def softmax_right(logits: torch.Tensor) -> torch.Tensor:
+    shifted = logits - logits.max(dim=-1, keepdim=True).values
+    exponentials = shifted.exp()
+    return exponentials / exponentials.sum(dim=-1, keepdim=True)
+
+
+def top_k_right(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    probabilities = softmax_right(logits)
+    order = probabilities.argsort(dim=-1, descending=True)[..., :k]
+    return probabilities.gather(-1, order), order
+
+
+def test_check_softmax_accepts_right_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    check_softmax(softmax_right)
+    assert capsys.readouterr().out.startswith("Correct! softmax_right")
+    check_softmax(lambda logits: torch.softmax(logits.double(), dim=1 if logits.dim() == 2 else 0))
+    assert capsys.readouterr().out.startswith("Correct!")
+
+
+def _softmax_naive(logits: torch.Tensor) -> torch.Tensor:
+    return logits.exp() / logits.exp().sum(dim=-1, keepdim=True)
+
+
+def _softmax_global_max(logits: torch.Tensor) -> torch.Tensor:
+    shifted = (logits - logits.max()).exp()
+    return shifted / shifted.sum(dim=-1, keepdim=True)
+
+
+def _softmax_in_place(logits: torch.Tensor) -> torch.Tensor:
+    logits -= logits.max(dim=-1, keepdim=True).values
+    return logits.exp() / logits.exp().sum(dim=-1, keepdim=True)
+
+
+WRONG_SOFTMAX: dict[str, tuple[Callable[[torch.Tensor], object], str]] = {
+    "overflows without the max": (_softmax_naive, "subtract the maximum"),
+    "global max over the batch": (_softmax_global_max, "each row's own maximum"),
+    "wrong axis": (lambda z: torch.softmax(z, dim=0), "wrong dimension"),
+    "not normalised": (lambda z: (z - z.max(dim=-1, keepdim=True).values).exp(), "sum to 1"),
+    "sigmoid": (torch.sigmoid, "do not sum to 1"),
+    "changes its input": (_softmax_in_place, "changed the logits"),
+    "returns numpy": (lambda z: torch.softmax(z, -1).numpy(), "torch.Tensor"),
+    "reduces the shape": (lambda z: torch.softmax(z, -1).sum(-1), "shape"),
+    "crashes": (lambda z: z.no_such_method(), "raised AttributeError"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_SOFTMAX))
+def test_check_softmax_rejects_wrong_answers(case: str) -> None:
+    fn, hint = WRONG_SOFTMAX[case]
+    with pytest.raises(AssertionError, match=re.escape(hint)):
+        check_softmax(fn)
+
+
+def _top_k_unsorted(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    values, indices = top_k_right(logits, k)
+    order = indices.argsort(dim=-1)  # class order, not probability order
+    return values.gather(-1, order), indices.gather(-1, order)
+
+
+def _top_k_ascending(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    values, indices = top_k_right(logits, k)
+    return values.flip(-1), indices.flip(-1)
+
+
+def _top_k_naive(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    values, indices = _softmax_naive(logits).topk(k, dim=-1)
+    return values, indices
+
+
+WRONG_TOP_K: dict[str, tuple[Callable[[torch.Tensor, int], object], str]] = {
+    "unsorted": (_top_k_unsorted, "not sorted"),
+    "ascending": (_top_k_ascending, "smallest first"),
+    "logits not probabilities": (lambda z, k: tuple(z.topk(k, dim=-1)), "logits, not probabilities"),
+    "swapped": (lambda z, k: tuple(reversed(top_k_right(z, k))), "(probabilities, indices)"),
+    "all classes": (lambda z, k: top_k_right(z, z.shape[-1]), "keep only the first k"),
+    "smallest k": (lambda z, k: softmax_right(z).topk(k, largest=False), "different classes"),
+    "float indices": (lambda z, k: (top_k_right(z, k)[0], top_k_right(z, k)[1].float()), "integers"),
+    "one tensor": (lambda z, k: top_k_right(z, k)[0], "two things"),
+    "unstable softmax": (_top_k_naive, "nan"),
+    "wrong axis": (lambda z, k: torch.softmax(z, dim=0).topk(k, dim=-1), "wrong"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_TOP_K))
+def test_check_top_k_rejects_wrong_answers(case: str) -> None:
+    fn, hint = WRONG_TOP_K[case]
+    with pytest.raises(AssertionError, match=re.escape(hint)):
+        check_top_k(fn)
+
+
+def test_check_top_k_accepts_right_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    check_top_k(top_k_right)
+    assert capsys.readouterr().out.startswith("Correct! top_k_right")
+    check_top_k(lambda logits, k: torch.softmax(logits, dim=-1).topk(k))
+    assert capsys.readouterr().out.startswith("Correct!")
+
+
+def test_graders_pass_an_unstarted_exercise_through() -> None:
+    def unstarted(*args: object) -> None:
+        raise NotImplementedError("Exercise: write it")
+
+    for grader in (check_softmax, check_top_k):
+        with pytest.raises(NotImplementedError, match="Exercise: write it"):
+            grader(unstarted)
+
+
+def test_graders_want_the_function_not_its_result() -> None:
+    with pytest.raises(TypeError, match="without calling it"):
+        check_softmax(softmax_right(torch.zeros(3)))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="check_top_k"):
+        check_top_k(None)  # type: ignore[arg-type]
+
+
+def test_grader_messages_name_the_input_and_chain_the_error() -> None:
+    with pytest.raises(AssertionError) as info:
+        check_softmax(lambda z: z.no_such_method())
+    assert "the logits [1, 2, 3]" in str(info.value)
+    assert isinstance(info.value.__cause__, AttributeError)
+
+
+# --- (d) the notebooks run ------------------------------------------------------------------
+
+_BLOCK_NETWORK = '''import ipaddress as _ip, socket as _socket
+_connect = _socket.socket.connect
+def _local_only(self, address):
+    if isinstance(address, tuple) and not (
+        address[0] == "localhost" or _ip.ip_address(str(address[0]).split("%")[0]).is_loopback
+    ):
+        raise OSError(f"notebooks must not use the network (tried {address})")
+    return _connect(self, address)
+_socket.socket.connect = _local_only'''
+
+
+def _execute(notebook: nbformat.NotebookNode, cwd: Path) -> nbformat.NotebookNode:
+    """Run ``notebook`` in a kernel of this Python, offline, with the Agg backend.
+
+    Cells tagged ``raises-exception`` may fail; any other error fails the run. The first cell
+    blocks the network inside the kernel.
+    """
+    nbclient = pytest.importorskip("nbclient")
+    ipykernel_spec = pytest.importorskip("ipykernel.kernelspec")
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+
+    class ThisPython(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+            return KernelSpec(
+                resource_dir=ipykernel_spec.RESOURCES, **ipykernel_spec.get_kernel_dict()
+            )
+
+    notebook = nbformat.from_dict(notebook)
+    notebook.cells.insert(0, nbformat.v4.new_code_cell(_BLOCK_NETWORK))
+    env = dict(os.environ)
+    env["MPLBACKEND"] = "Agg"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    manager = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=ThisPython())
+    client = nbclient.NotebookClient(
+        notebook, km=manager, timeout=300, startup_timeout=120, allow_errors=False
+    )
+    client.execute(cwd=str(cwd), env=env)
+    return notebook
+
+
+def _errors(cell: nbformat.NotebookNode) -> list[str]:
+    return [o.ename for o in cell.get("outputs", []) if o.output_type == "error"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
+def test_solution_notebook_runs_without_error(script: Path) -> None:
+    notebook = build_course.solution_notebook(script)
+    assert not any("raises-exception" in c.metadata.get("tags", []) for c in notebook.cells)
+    executed = _execute(notebook, cwd=ROOT / "course")
+    outputs = "".join(
+        o.get("text", "") for c in executed.cells for o in c.get("outputs", [])
+    )
+    grader_cells = sum("check_" in c.source for c in executed.cells if "check" in c.metadata.get("tags", []))
+    assert outputs.count("Correct!") == grader_cells
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
+def test_learner_notebook_fails_only_where_exercises_are_unfinished(script: Path) -> None:
+    learner = nbformat.read(build_course.learner_path(script), as_version=4)
+    executed = _execute(learner, cwd=ROOT / "course")
+    for cell in executed.cells[1:]:
+        errors = _errors(cell)
+        if "raises-exception" in cell.metadata.get("tags", []):
+            # an exercise cell defines a function and raises only when it is called
+            assert errors in ([], ["NotImplementedError"]), (cell.source, errors)
+            if "check" in cell.metadata.get("tags", []):
+                assert errors == ["NotImplementedError"], cell.source
+        else:
+            assert errors == [], (cell.source, errors)
