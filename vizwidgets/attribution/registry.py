@@ -25,7 +25,7 @@ from vizwidgets.attribution.cam import (
 from vizwidgets.attribution.gradient import Gradient, GradientXInput, SmoothGrad
 from vizwidgets.attribution.guided import Deconvnet, GuidedBackprop
 
-__all__ = ["METHODS", "FAMILIES", "attribute", "register"]
+__all__ = ["METHODS", "FAMILIES", "attribute", "register", "methods_table"]
 
 #: Family name -> what the family has in common, in the order the course teaches them.
 FAMILIES: dict[str, str] = {
@@ -85,3 +85,16 @@ def attribute(
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
     return METHODS[method](model, layer).attribute(x, target, **options)
+
+
+def methods_table() -> str:
+    """A Markdown table of every method, grouped by family, built from :data:`METHODS`."""
+    lines = ["| method | name | family | layer | output | options | paper |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for family in FAMILIES:
+        for method in (m for m in METHODS.values() if m.family == family):
+            options = ", ".join(f"`{o.name}={o.default!r}`" for o in method.options) or "none"
+            lines.append(
+                f"| {method.title} | `{method.name}` | {family} | {'yes' if method.needs_layer else 'no'} "
+                f"| {'(N, 1, H, W)' if method.output == 'map' else '(N, 3, H, W)'} | {options} | {method.reference} |"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""Time every attribution method against the bare passes it cannot avoid, in one run.
+
+Usage: python benchmarks/attribution.py [--repeats 5] [--threads 2] [--write docs/attribution.md]
+
+Default model (EfficientNet-Lite0), one 224x224 image (chelsea), default options. For each
+method the script prints the median time per image and its ratio to the work it needs,
+measured in the same run with the same threads:
+
+- single-pass methods (gradients, guided, CAM family, LRP): one forward+backward to the input;
+- SmoothGrad and Integrated Gradients: ``samples`` or ``steps`` forward+backward passes, run
+  in the method's default chunk size (the fastest batch for the hardware);
+- Score-CAM and occlusion: their forward passes, batched as the method batches them.
+
+With --write, the table replaces the text between the markers
+``<!-- benchmark:attribution -->`` and ``<!-- /benchmark:attribution -->`` in that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import re
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+import vizwidgets as vw
+from vizwidgets.attribution import METHODS, attribute
+
+
+def median_time(run: Callable[[], object], repeats: int) -> float:
+    run()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--write", type=Path, default=None)
+    parser.add_argument("--skip", nargs="*", default=[], help="method names to leave out")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    loaded = vw.load_model()
+    model = loaded.model
+    x = loaded.preprocess("chelsea")
+    target = 285
+
+    def forward_backward(batch: int = 1) -> None:
+        inputs = x.expand(batch, -1, -1, -1).clone().requires_grad_(True)
+        torch.autograd.grad(model(inputs)[:, target].sum(), inputs)
+
+    def forward(batch: int = 1) -> None:
+        with torch.no_grad():
+            model(x.expand(batch, -1, -1, -1))
+
+    fb = median_time(forward_backward, args.repeats)
+    fw = median_time(forward, args.repeats)
+    print(f"forward+backward {fb * 1000:.1f} ms, forward {fw * 1000:.1f} ms (batch 1, median of {args.repeats})")
+
+    channels = dict((l.name, l.shape[0]) for l in vw.list_layers(loaded))[loaded.default_layer]
+    rows = []
+    for name, method in METHODS.items():
+        if name in args.skip:
+            continue
+        defaults = {o.name: o.default for o in method.options}
+        repeats = 1 if name == "score_cam" else args.repeats
+        if name in ("smoothgrad", "integrated_gradients"):
+            passes = defaults.get("samples", defaults.get("steps"))
+            chunk = defaults["chunk_size"]
+            full, rest = divmod(passes, chunk)
+            per_chunk = median_time(lambda: forward_backward(chunk), repeats)
+            tail = median_time(lambda: forward_backward(rest), repeats) if rest else 0.0
+            reference, what = full * per_chunk + tail, f"{passes} forward+backward (chunks of {chunk})"
+        elif name in ("score_cam", "fast_score_cam"):
+            k = channels if name == "score_cam" else min(defaults["top_k"], channels)
+            chunk = defaults["chunk_size"]
+            full, rest = divmod(k, chunk)
+            reference = fw + full * median_time(lambda: forward(chunk), repeats)
+            reference += median_time(lambda: forward(rest), repeats) if rest else 0.0
+            what = f"{k + 1} forwards (chunks of {chunk})"
+        elif name == "occlusion":
+            window, stride, chunk = defaults["window"], defaults["stride"], defaults["chunk_size"]
+            k = (math.ceil((224 - window) / stride) + 1) ** 2
+            full, rest = divmod(k, chunk)
+            reference = fw + full * median_time(lambda: forward(chunk), repeats)
+            reference += median_time(lambda: forward(rest), repeats) if rest else 0.0
+            what = f"{k + 1} forwards (chunks of {chunk})"
+        else:
+            reference, what = fb, "1 forward+backward"
+        seconds = median_time(lambda: attribute(loaded, x, target, name), repeats)
+        rows.append((name, seconds, reference, what))
+        print(f"{name:<22} {seconds * 1000:9.1f} ms   {seconds / reference:5.2f}x {what}")
+
+    table = [
+        f"Measured by `python benchmarks/attribution.py --threads {args.threads}` on {platform.machine()} "
+        f"with {args.threads} threads, torch {torch.__version__}: default model, one 224x224 image, "
+        f"default options, median of {args.repeats} runs (Score-CAM: 1). One forward+backward "
+        f"took {fb * 1000:.0f} ms and one forward {fw * 1000:.0f} ms in the same run.",
+        "",
+        "| method | time per image | ratio | to what it needs |",
+        "| --- | ---: | ---: | --- |",
+        *(f"| `{n}` | {s * 1000:.0f} ms | {s / r:.2f}x | {w} |" for n, s, r, w in rows),
+    ]
+    text = "\n".join(table)
+    if args.write is not None:
+        page = args.write.read_text()
+        pattern = re.compile(r"(<!-- benchmark:attribution -->\n).*?(<!-- /benchmark:attribution -->)", re.S)
+        if not pattern.search(page):
+            raise SystemExit(f"{args.write} has no benchmark markers")
+        args.write.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), page))
+        print(f"wrote the table into {args.write}")
+
+
+if __name__ == "__main__":
+    main()
