@@ -227,38 +227,23 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def test_a_thousand_calls_leave_no_hooks_no_growth_and_an_equal_model(lite) -> None:
-    model = lite.model
-    reference = copy.deepcopy(model)
-    flags_before = _flags(model)
-    requires_grad_before = [p.requires_grad for p in model.parameters()]
-    x = torch.randn(2, 3, 32, 32)
-    methods = ["gradient", "guided_backprop", "deconvnet", "grad_cam", "layer_cam", "guided_grad_cam"]
-    failures = 0
+class _SmallNet(nn.Module):
+    """Small, fast, and with what makes hooks hard: in-place ReLUs, BatchNorm, a residual."""
 
-    def one_round(i: int) -> None:
-        nonlocal failures
-        method = methods[i % len(methods)]
-        layer = "blocks.12" if METHODS[method].needs_layer else None
-        if i % 7 == 0:
-            # the raw module has no class list: the bad target is found after the forward pass,
-            # with the hooks and swapped modules in place
-            with pytest.raises(ValueError, match="out of range"):
-                attribute(model, x, 5000, method, layer)
-            failures += 1
-        else:
-            attribute(model, x, None, method, layer)
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True))
+        self.block = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU6(inplace=True))
+        self.head = nn.Sequential(nn.Conv2d(8, 16, 1), nn.ReLU())
+        self.fc = nn.Linear(16, 10)
 
-    for i in range(50):  # warm up allocator and caches before measuring
-        one_round(i)
-    gc.collect()
-    start = _rss_mb()
-    for i in range(1000):
-        one_round(i)
-    gc.collect()
-    growth = _rss_mb() - start
-    assert failures > 140
-    assert growth < 50, f"resident memory grew by {growth:.1f} MB"
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        h = self.head(self.block(h) + h)
+        return self.fc(h.mean(dim=(2, 3)))
+
+
+def _check_untouched(model: nn.Module, reference: nn.Module, flags_before, requires_grad_before) -> None:
     assert all(
         not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks
         for m in model.modules()
@@ -267,6 +252,54 @@ def test_a_thousand_calls_leave_no_hooks_no_growth_and_an_equal_model(lite) -> N
     assert [p.requires_grad for p in model.parameters()] == requires_grad_before
     for (name, value), (_, expected) in zip(model.state_dict().items(), reference.state_dict().items()):
         assert torch.equal(value, expected), name
+
+
+_HYGIENE_METHODS = ["gradient", "guided_backprop", "deconvnet", "grad_cam", "layer_cam", "guided_grad_cam",
+                    "smoothgrad", "fast_score_cam"]
+
+
+def _one_call(model: nn.Module, x: torch.Tensor, i: int, layer: str) -> bool:
+    """Run method number i; every 7th call fails mid-way. Returns whether it failed."""
+    method = _HYGIENE_METHODS[i % len(_HYGIENE_METHODS)]
+    options = {"samples": 2} if method == "smoothgrad" else {"top_k": 2} if method == "fast_score_cam" else {}
+    layer_or_none = layer if METHODS[method].needs_layer else None
+    if i % 7 == 0:
+        # a raw module has no class list: the bad target is found after the forward pass,
+        # while the hooks and swapped modules are in place
+        with pytest.raises(ValueError, match="out of range"):
+            attribute(model, x, 5000, method, layer_or_none, **options)
+        return True
+    attribute(model, x, None, method, layer_or_none, **options)
+    return False
+
+
+def test_a_thousand_calls_leave_no_hooks_no_growth_and_an_equal_model() -> None:
+    model = _SmallNet().train()
+    model.fc.weight.requires_grad_(False)
+    reference = copy.deepcopy(model)
+    flags_before = _flags(model)
+    requires_grad_before = [p.requires_grad for p in model.parameters()]
+    x = torch.randn(2, 3, 8, 8)
+    for i in range(50):  # warm up the allocator and caches before measuring
+        _one_call(model, x, i, "block")
+    gc.collect()
+    start = _rss_mb()
+    failures = sum(_one_call(model, x, i, "block") for i in range(1000))
+    gc.collect()
+    growth = _rss_mb() - start
+    assert failures == 143
+    assert growth < 50, f"resident memory grew by {growth:.1f} MB"
+    _check_untouched(model, reference, flags_before, requires_grad_before)
+
+
+def test_calls_on_the_default_model_leave_it_equal(lite) -> None:
+    model = lite.model
+    reference = copy.deepcopy(model)
+    flags_before = _flags(model)
+    requires_grad_before = [p.requires_grad for p in model.parameters()]
+    x = torch.randn(1, 3, 32, 32)
+    assert sum(_one_call(model, x, i, "blocks.12") for i in range(len(_HYGIENE_METHODS) * 2)) == 3
+    _check_untouched(model, reference, flags_before, requires_grad_before)
 
 
 def test_mode_and_requires_grad_are_restored() -> None:
