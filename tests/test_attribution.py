@@ -255,13 +255,15 @@ def _check_untouched(model: nn.Module, reference: nn.Module, flags_before, requi
 
 
 _HYGIENE_METHODS = ["gradient", "guided_backprop", "deconvnet", "grad_cam", "layer_cam", "guided_grad_cam",
-                    "smoothgrad", "fast_score_cam"]
+                    "smoothgrad", "fast_score_cam", "lrp"]
 
 
 def _one_call(model: nn.Module, x: torch.Tensor, i: int, layer: str) -> bool:
     """Run method number i; every 7th call fails mid-way. Returns whether it failed."""
     method = _HYGIENE_METHODS[i % len(_HYGIENE_METHODS)]
-    options = {"samples": 2} if method == "smoothgrad" else {"top_k": 2} if method == "fast_score_cam" else {}
+    options = {"smoothgrad": {"samples": 2}, "fast_score_cam": {"top_k": 2}, "lrp": {"composite": "lrp0"}}.get(
+        method, {}
+    )
     layer_or_none = layer if METHODS[method].needs_layer else None
     if i % 7 == 0:
         # a raw module has no class list: the bad target is found after the forward pass,

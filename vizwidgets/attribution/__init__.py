@@ -35,6 +35,7 @@ from vizwidgets.attribution.gradient import (
     smoothgrad,
 )
 from vizwidgets.attribution.guided import Deconvnet, GuidedBackprop, deconvnet, guided_backprop
+from vizwidgets.attribution.lrp import LRP, lrp
 from vizwidgets.attribution.registry import FAMILIES, METHODS, attribute, register
 
 __all__ = [
@@ -70,4 +71,6 @@ __all__ = [
     "score_cam",
     "fast_score_cam",
     "guided_grad_cam",
+    "LRP",
+    "lrp",
 ]

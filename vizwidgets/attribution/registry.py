@@ -24,6 +24,7 @@ from vizwidgets.attribution.cam import (
 )
 from vizwidgets.attribution.gradient import Gradient, GradientXInput, SmoothGrad
 from vizwidgets.attribution.guided import Deconvnet, GuidedBackprop
+from vizwidgets.attribution.lrp import LRP
 
 __all__ = ["METHODS", "FAMILIES", "attribute", "register", "methods_table"]
 
@@ -62,6 +63,7 @@ for _method in (
     ScoreCAM,
     FastScoreCAM,
     GuidedGradCAM,
+    LRP,
 ):
     register(_method)
 
