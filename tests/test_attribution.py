@@ -165,7 +165,8 @@ def test_cam_equals_grad_cam_up_to_a_positive_scale(lite, two_images) -> None:
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "score_cam"])
 def test_batched_equals_per_image(lite, two_images, method) -> None:
     options = {"top_k": 8} if method == "fast_score_cam" else {}
-    options |= {"samples": 4} if method == "smoothgrad" else {}
+    options |= {"smoothgrad": {"samples": 4}, "integrated_gradients": {"steps": 8},
+                "occlusion": {"window": 56, "stride": 56}}.get(method, {})
     batched = attribute(lite, two_images, ["Egyptian cat", 154], method, **options)
     single = torch.cat(
         [
@@ -370,3 +371,16 @@ def test_registry_describes_every_method() -> None:
     assert {"gradient", "smoothgrad", "guided_backprop", "deconvnet", "cam", "grad_cam", "grad_cam_pp",
             "xgrad_cam", "layer_cam", "score_cam", "fast_score_cam", "guided_grad_cam"} <= set(METHODS)
     assert GradCAM.needs_layer and CAM.needs_layer and not SmoothGrad.needs_layer
+
+
+def test_docs_method_table_matches_the_registry() -> None:
+    import re
+    from pathlib import Path
+
+    from vizwidgets.attribution.registry import methods_table
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "attribution.md").read_text()
+    found = re.search(r"<!-- methods:table -->\n(.*?)\n<!-- /methods:table -->", page, re.S)
+    assert found and found.group(1) == methods_table(), (
+        "docs/attribution.md is out of date: regenerate its table from methods_table()"
+    )

@@ -35,7 +35,9 @@ from vizwidgets.attribution.gradient import (
     smoothgrad,
 )
 from vizwidgets.attribution.guided import Deconvnet, GuidedBackprop, deconvnet, guided_backprop
+from vizwidgets.attribution.integrated import IntegratedGradients, completeness_delta, integrated_gradients
 from vizwidgets.attribution.lrp import LRP, lrp
+from vizwidgets.attribution.occlusion import Occlusion, occlusion
 from vizwidgets.attribution.registry import FAMILIES, METHODS, attribute, register
 
 __all__ = [
@@ -73,4 +75,9 @@ __all__ = [
     "guided_grad_cam",
     "LRP",
     "lrp",
+    "IntegratedGradients",
+    "integrated_gradients",
+    "completeness_delta",
+    "Occlusion",
+    "occlusion",
 ]

@@ -24,7 +24,9 @@ from vizwidgets.attribution.cam import (
 )
 from vizwidgets.attribution.gradient import Gradient, GradientXInput, SmoothGrad
 from vizwidgets.attribution.guided import Deconvnet, GuidedBackprop
+from vizwidgets.attribution.integrated import IntegratedGradients
 from vizwidgets.attribution.lrp import LRP
+from vizwidgets.attribution.occlusion import Occlusion
 
 __all__ = ["METHODS", "FAMILIES", "attribute", "register", "methods_table"]
 
@@ -63,7 +65,9 @@ for _method in (
     ScoreCAM,
     FastScoreCAM,
     GuidedGradCAM,
+    IntegratedGradients,
     LRP,
+    Occlusion,
 ):
     register(_method)
 
