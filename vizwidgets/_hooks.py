@@ -128,15 +128,17 @@ def swap_modules(model: nn.Module, replacements: Mapping[str, nn.Module]) -> Ite
     if not replacements:
         yield
         return
-    for name in replacements:
-        get_module(model, name)  # every name checked before anything changes
+    modules = dict(model.named_modules(remove_duplicate=False))
+    for name in replacements:  # every name checked before anything changes
         if not name:
             raise ValueError("the model itself cannot be swapped; name a submodule")
+        if name not in modules:
+            get_module(model, name)  # raises the error that names close matches
     swapped: list[tuple[nn.Module, str, nn.Module]] = []
     try:
         for name, new in replacements.items():
             parent_name, _, attribute = name.rpartition(".")
-            parent = get_module(model, parent_name) if parent_name else model
+            parent = modules[parent_name] if parent_name else model
             old = parent._modules[attribute]
             assert old is not None
             swapped.append((parent, attribute, old))
