@@ -260,6 +260,14 @@ class Attribution:
         Returns a float tensor on the inputs' device: ``(N, 3, H, W)`` for pixel methods,
         ``(N, 1, H, W)`` for the CAM family (``(N, 1, h, w)`` with ``upsample=False``).
         """
+        x, target_indices, checked = self.validate(inputs, target, options)
+        with prepared(self.model):
+            return self._attribute(x, target_indices, **checked)
+
+    def validate(
+        self, inputs: Tensor, target: Target, options: dict[str, Any]
+    ) -> tuple[Tensor, Tensor | None, dict[str, Any]]:
+        """Check inputs, target and options before any work: ``(x, targets, options)``."""
         x = check_inputs(inputs)
         parameter = next(self.model.parameters(), None)
         if parameter is not None and parameter.device != x.device:
@@ -267,10 +275,7 @@ class Attribution:
                 f"inputs are on {x.device} but the model is on {parameter.device}; move one of them "
                 f"(inputs.to('{parameter.device}'))"
             )
-        target_indices = normalize_target(target, x.shape[0], self.classes)
-        checked = self.check_options(options)
-        with prepared(self.model):
-            return self._attribute(x, target_indices, **checked)
+        return x, normalize_target(target, x.shape[0], self.classes), self.check_options(options)
 
     def _attribute(self, x: Tensor, target: Tensor | None, **options: Any) -> Tensor:
         raise NotImplementedError

@@ -52,8 +52,6 @@ from vizwidgets.attribution.base import (
     Attribution,
     Option,
     Target,
-    check_inputs,
-    normalize_target,
     prepared,
     select_scores,
 )
@@ -497,15 +495,7 @@ class LRP(Attribution):
 
     def explain(self, inputs: Tensor, target: Target = None, **options: Any) -> LRPOutput:
         """Like :meth:`attribute`, returning the relevance with the scores it started from."""
-        x = check_inputs(inputs)
-        parameter = next(self.model.parameters(), None)
-        if parameter is not None and parameter.device != x.device:
-            raise ValueError(
-                f"inputs are on {x.device} but the model is on {parameter.device}; move one of them "
-                f"(inputs.to('{parameter.device}'))"
-            )
-        target_indices = normalize_target(target, x.shape[0], self.classes)
-        checked = self.check_options(options)
+        x, target_indices, checked = self.validate(inputs, target, options)
         with prepared(self.model):
             return self._explain(x, target_indices, **checked)
 
