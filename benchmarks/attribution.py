@@ -18,7 +18,6 @@ With --write, the table replaces the text between the markers
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import re
 import statistics
@@ -30,6 +29,7 @@ import torch
 
 import vizwidgets as vw
 from vizwidgets.attribution import METHODS, attribute
+from vizwidgets.attribution.occlusion import window_starts
 
 
 def median_time(run: Callable[[], object], repeats: int) -> float:
@@ -90,8 +90,9 @@ def main() -> None:
             reference += median_time(lambda: forward(rest), repeats) if rest else 0.0
             what = f"{k + 1} forwards (chunks of {chunk})"
         elif name == "occlusion":
-            window, stride, chunk = defaults["window"], defaults["stride"], defaults["chunk_size"]
-            k = (math.ceil((224 - window) / stride) + 1) ** 2
+            window, chunk = defaults["window"], defaults["chunk_size"]
+            stride = defaults["stride"] or window // 2
+            k = len(window_starts(224, window, stride)) ** 2
             full, rest = divmod(k, chunk)
             reference = fw + full * median_time(lambda: forward(chunk), repeats)
             reference += median_time(lambda: forward(rest), repeats) if rest else 0.0
