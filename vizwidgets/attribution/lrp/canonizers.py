@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 
@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from vizwidgets._hooks import swap_modules
 from vizwidgets.attribution.lrp.layers import (
     AFFINE_TYPES,
     AffineModule,
@@ -57,44 +58,8 @@ __all__ = [
 ]
 
 
-@contextmanager
-def replaced_modules(model: nn.Module, replacements: Mapping[str, nn.Module]) -> Iterator[None]:
-    """Put ``replacements[name]`` in place of each named submodule; put the originals back.
-
-    Like :func:`vizwidgets._hooks.swap_modules`, but finds each name by following its path
-    rather than by listing every module of the model, which matters when a hundred or more
-    layers are swapped per call. Names must not be nested in one another. All names are
-    checked before anything changes.
-    """
-    if not replacements:
-        yield
-        return
-    targets: list[tuple[nn.Module, str, nn.Module]] = []
-    for name, new in replacements.items():
-        if not isinstance(new, nn.Module):
-            raise TypeError(
-                f"the replacement for {name!r} must be an nn.Module, got {type(new).__name__}"
-            )
-        if not name:
-            raise ValueError("the model itself cannot be replaced; name a submodule")
-        parent: nn.Module | None = model
-        *path, attribute = name.split(".")
-        for part in path:
-            parent = parent._modules.get(part) if parent is not None else None
-        if parent is None or parent._modules.get(attribute) is None:
-            raise ValueError(f"layer {name!r} is not in this model")
-        targets.append((parent, attribute, new))
-    swapped: list[tuple[nn.Module, str, nn.Module]] = []
-    try:
-        for parent, attribute, new in targets:
-            old = parent._modules[attribute]
-            assert old is not None
-            swapped.append((parent, attribute, old))
-            parent._modules[attribute] = new
-        yield
-    finally:
-        for parent, attribute, old in reversed(swapped):
-            parent._modules[attribute] = old
+#: LRP's name for :func:`vizwidgets._hooks.swap_modules`, the one place modules are swapped.
+replaced_modules = swap_modules
 
 
 class Canonizer(ABC):
