@@ -162,6 +162,18 @@ def test_cam_equals_grad_cam_up_to_a_positive_scale(lite, two_images) -> None:
     torch.testing.assert_close(full, 49 * small, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("layer", ["head", "blocks.10"])
+def test_guided_grad_cam_from_one_forward_is_the_product_of_its_parts(lite, two_images, layer) -> None:
+    # guided Grad-CAM differentiates one forward pass twice (ordinary rule to the layer, guided
+    # rule to the input); the result must be the two methods' product, computed separately
+    targets = [285, 154]
+    expected = guided_backprop(lite, two_images, targets) * grad_cam(lite, two_images, targets, layer)
+    got = guided_grad_cam(lite, two_images, targets, layer)
+    scale = expected.abs().amax()
+    assert scale > 0
+    torch.testing.assert_close(got / scale, expected / scale, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "score_cam"])
 def test_batched_equals_per_image(lite, two_images, method) -> None:
     options = {"top_k": 8} if method == "fast_score_cam" else {}

@@ -227,15 +227,16 @@ def test_completeness_on_the_default_model(lite) -> None:
     assert gap > 5.0  # the cat is far more of a cat than a black image is
 
     deltas = {}
-    for steps in (8, 64, 128):
+    for steps in (8, 64, 512):
         attributions, delta = method.attribute_with_delta(x, steps=steps, baseline="black")
         deltas[steps] = abs(float(delta[0]))
-    # Measured: 31 %, 9.0 % and 6.3 % of the gap. The path from black is steep near its start
-    # (the logit climbs from 0.1 to 8.3 between a = 0.015 and 0.045), so 64 steps do not reach
-    # 1 % on this ReLU6 network with any rule offered; the bounds leave room for float noise.
+    # Measured (Gauss-Legendre): 31 %, 9.0 % and 0.36 % of the gap (128 and 256 steps: 6.3 %
+    # and 1.7 %). The integrand along the path is rough on this ReLU6 network (see
+    # docs/attribution.md, "Integrated Gradients: how many steps"), so 64 steps do not reach 1 %
+    # with any fixed rule; 512 do. The bounds leave room for float noise across platforms.
+    assert deltas[512] <= 0.01 * gap
     assert deltas[64] <= 0.12 * gap
-    assert deltas[128] <= 0.08 * gap
-    assert deltas[128] < deltas[64] < deltas[8]
+    assert deltas[512] < deltas[64] < deltas[8]
     assert attributions.shape == x.shape
     # the delta is what it says it is
     assert float(attributions.sum()) - gap == pytest.approx(float(delta[0]), abs=1e-3)

@@ -35,8 +35,7 @@ from torch import Tensor, nn
 
 from vizwidgets._hooks import forward_hooks
 from vizwidgets.attribution.base import Attribution, Option, Target, chunks, select_scores, upsample
-from vizwidgets.attribution.guided import rectifier_override
-from vizwidgets.attribution.gradient import input_gradient
+from vizwidgets.attribution.guided import RectifierRule, rectifier_override
 
 __all__ = [
     "CAM",
@@ -58,16 +57,22 @@ __all__ = [
     "layer_activation",
 ]
 
+#: Masked images per forward pass of Score-CAM: the fastest on 2 CPU threads (see ScoreCAM).
+_SCORE_CHUNK = 4
+
 _UPSAMPLE = Option("upsample", True, "bool", "resize the map to the input size (bilinear)")
 
 
 @contextmanager
-def layer_activation(model: nn.Module, layer: str, *, cut: bool) -> Iterator[dict[str, Tensor]]:
+def layer_activation(
+    model: nn.Module, layer: str, *, cut: bool, attached: bool = False
+) -> Iterator[dict[str, Tensor]]:
     """Record ``layer``'s output during the block's forward pass in ``store["A"]``.
 
     With ``cut=True`` the rest of the network receives a copy of the output that starts a new
     autograd graph at ``store["A"]``, so ``torch.autograd.grad(score, store["A"])`` gives
-    ``d score / d A`` without any graph below the layer.
+    ``d score / d A`` without any graph below the layer. With ``cut=False`` the output is
+    stored detached, or, with ``attached=True``, as it is: a node inside the whole graph.
     """
     store: dict[str, Tensor] = {}
 
@@ -83,7 +88,7 @@ def layer_activation(model: nn.Module, layer: str, *, cut: bool) -> Iterator[dic
                 "pick a layer that runs once, such as the block that contains it"
             )
         if not cut:
-            store["A"] = output.detach()
+            store["A"] = output if attached else output.detach()
             return None
         store["A"] = output.detach().requires_grad_(True)
         return store["A"].clone()  # a non-leaf, so later in-place operations are allowed
@@ -268,7 +273,10 @@ class ScoreCAM(_LayerMethod):
     masked input ``x * H_k`` (``x`` the preprocessed image, so masked-out pixels become the
     preprocessing's mean colour). ``M = ReLU(sum_k s_k A_k)``. It costs one forward pass per
     channel: 1280 for the default model's head. Masked inputs run ``chunk_size`` at a time
-    under ``no_grad``. (The paper's baseline term ``f(x_b)`` is the same for every channel and
+    under ``no_grad``: on 2 CPU threads (default model, head layer, one image, 128 channels,
+    median of 3) a forward pass cost 20.4 ms per masked image in chunks of 1, 14.3 ms in
+    chunks of 2, 13.4 ms in chunks of 4, 20.1 ms in chunks of 8, 23.9 ms in chunks of 16 and
+    67 ms in chunks of 64, hence the default 4. On a GPU a larger chunk is faster. (The paper's baseline term ``f(x_b)`` is the same for every channel and
     is left out.)
     """
 
@@ -279,14 +287,14 @@ class ScoreCAM(_LayerMethod):
         "Wang, Wang, Du, Yang, Zhang, Ding, Mardziel & Hu 2020, Score-CAM: Score-Weighted "
         "Visual Explanations for Convolutional Neural Networks, CVPR workshops"
     )
-    options = (_UPSAMPLE, Option("chunk_size", 16, "int", "masked images per forward pass", 1, 4096))
+    options = (_UPSAMPLE, Option("chunk_size", _SCORE_CHUNK, "int", "masked images per forward pass", 1, 4096))
 
     def _channels(self, activation: Tensor) -> Tensor:
         """Indices ``(N, k)`` of the channels to score: all of them."""
         n, k = activation.shape[:2]
         return torch.arange(k, device=activation.device).expand(n, k)
 
-    def _map(self, x: Tensor, target: Tensor | None, *, chunk_size: int = 16, **options: Any) -> Tensor:
+    def _map(self, x: Tensor, target: Tensor | None, *, chunk_size: int = _SCORE_CHUNK, **options: Any) -> Tensor:
         assert self.layer is not None
         with torch.no_grad():
             with layer_activation(self.model, self.layer, cut=False) as store:
@@ -322,10 +330,10 @@ class FastScoreCAM(ScoreCAM):
     options = (
         _UPSAMPLE,
         Option("top_k", 32, "int", "channels scored (those with the highest mean activation)", 1, 4096),
-        Option("chunk_size", 16, "int", "masked images per forward pass", 1, 4096),
+        Option("chunk_size", _SCORE_CHUNK, "int", "masked images per forward pass", 1, 4096),
     )
 
-    def _map(self, x: Tensor, target: Tensor | None, *, top_k: int = 32, chunk_size: int = 16, **options: Any) -> Tensor:
+    def _map(self, x: Tensor, target: Tensor | None, *, top_k: int = 32, chunk_size: int = _SCORE_CHUNK, **options: Any) -> Tensor:
         self._top_k = top_k
         return super()._map(x, target, chunk_size=chunk_size)
 
@@ -347,13 +355,21 @@ class GuidedGradCAM(_LayerMethod):
     options = ()
 
     def _attribute(self, x: Tensor, target: Tensor | None, **options: Any) -> Tensor:
-        if target is None:
-            with torch.no_grad():
-                target = self.model(x).argmax(dim=1)
-        activation, gradient = self._activation_and_gradient(x, target)
-        coarse = upsample(_weighted_sum(gradient.mean(dim=(2, 3)), activation), x.shape[-2:])
-        with rectifier_override(self.model, guided=True):
-            fine, _ = input_gradient(self.model, x, target)
+        # One forward pass, differentiated twice: first to the layer with the ordinary
+        # gradient (Grad-CAM), then to the input with the guided rule. The rectifiers read
+        # their rule when the backward pass runs, so the graph can be shared.
+        assert self.layer is not None
+        rule = RectifierRule("gradient")
+        x = x.detach().requires_grad_(True)
+        with rectifier_override(self.model, rule), layer_activation(
+            self.model, self.layer, cut=False, attached=True
+        ) as store:
+            scores, _ = select_scores(self.model(x), target)
+        activation = store["A"]
+        (gradient,) = torch.autograd.grad(scores.sum(), activation, retain_graph=True)
+        rule.rule = "guided"
+        (fine,) = torch.autograd.grad(scores.sum(), x)
+        coarse = upsample(_weighted_sum(gradient.mean(dim=(2, 3)), activation.detach()), x.shape[-2:])
         return fine * coarse
 
 
@@ -395,7 +411,7 @@ def layer_cam(
 
 def score_cam(
     model: Any, inputs: Tensor, target: Target = None, layer: str | None = None, *,
-    upsample: bool = True, chunk_size: int = 16,
+    upsample: bool = True, chunk_size: int = _SCORE_CHUNK,
 ) -> Tensor:
     """Score-CAM (Wang et al. 2020) over every channel; see :class:`ScoreCAM`."""
     return ScoreCAM(model, layer).attribute(inputs, target, upsample=upsample, chunk_size=chunk_size)
@@ -403,7 +419,7 @@ def score_cam(
 
 def fast_score_cam(
     model: Any, inputs: Tensor, target: Target = None, layer: str | None = None, *,
-    upsample: bool = True, top_k: int = 32, chunk_size: int = 16,
+    upsample: bool = True, top_k: int = 32, chunk_size: int = _SCORE_CHUNK,
 ) -> Tensor:
     """Score-CAM over the ``top_k`` most active channels; see :class:`FastScoreCAM`."""
     return FastScoreCAM(model, layer).attribute(

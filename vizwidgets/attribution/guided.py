@@ -16,6 +16,7 @@ afterwards.
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -31,47 +32,78 @@ __all__ = [
     "guided_backprop",
     "deconvnet",
     "rectifier_override",
+    "RectifierRule",
 ]
+
+
+class RectifierRule:
+    """Which backward rule the swapped rectifiers apply: ``"gradient"``, ``"guided"`` or
+    ``"deconvnet"``. The rule is read when the backward pass runs, so one forward pass can be
+    differentiated twice under two rules (guided Grad-CAM does)."""
+
+    RULES = ("gradient", "guided", "deconvnet")
+
+    def __init__(self, rule: str) -> None:
+        self.rule = rule
+
+    @property
+    def rule(self) -> str:
+        return self._rule
+
+    @rule.setter
+    def rule(self, rule: str) -> None:
+        if rule not in self.RULES:
+            raise ValueError(f"rule must be one of {list(self.RULES)}, got {rule!r}")
+        self._rule = rule
 
 
 class _ModifiedRectifier(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, upper: float, guided: bool) -> Tensor:
+    def forward(ctx: Any, x: Tensor, upper: float, rule: RectifierRule) -> Tensor:
         ctx.save_for_backward(x)
         ctx.upper = upper
-        ctx.guided = guided
+        ctx.rule = rule
         return x.clamp(min=0.0, max=upper) if math.isfinite(upper) else x.clamp(min=0.0)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (x,) = ctx.saved_tensors
-        out = grad.clamp(min=0.0)
-        if ctx.guided:
-            out = out * ((x > 0) & (x < ctx.upper)).to(out.dtype)
-        return out, None, None
+        rule = ctx.rule.rule
+        if rule != "gradient":
+            grad = grad.clamp(min=0.0)
+        if rule == "deconvnet":
+            return grad, None, None
+        # grad * [0 < x < upper] in one fused kernel: the rectifiers' own backward functions
+        if math.isfinite(ctx.upper):
+            return torch.ops.aten.hardtanh_backward(grad, x, 0.0, ctx.upper), None, None
+        return torch.ops.aten.threshold_backward(grad, x, 0.0), None, None
 
 
 class _RectifierWithModifiedBackward(nn.Module):
-    def __init__(self, upper: float, guided: bool) -> None:
+    def __init__(self, upper: float, rule: RectifierRule) -> None:
         super().__init__()
         self.upper = upper
-        self.guided = guided
+        self.rule = rule
 
     def forward(self, x: Tensor) -> Tensor:
-        return _ModifiedRectifier.apply(x, self.upper, self.guided)
+        return _ModifiedRectifier.apply(x, self.upper, self.rule)
 
     def extra_repr(self) -> str:
-        return f"upper={self.upper}, rule={'guided' if self.guided else 'deconvnet'}"
+        return f"upper={self.upper}, rule={self.rule.rule}"
 
 
-def rectifier_override(model: nn.Module, guided: bool) -> swap_modules:  # type: ignore[valid-type]
-    """A context manager in which every ReLU/ReLU6 of ``model`` has the modified backward."""
+def rectifier_override(model: nn.Module, rule: RectifierRule) -> AbstractContextManager[None]:
+    """A context manager in which every ReLU/ReLU6 of ``model`` has the backward ``rule``.
+
+    The forward pass is unchanged (never in place); ``rule.rule`` may change between two
+    backward passes through the same graph.
+    """
     replacements: dict[str, nn.Module] = {}
     for name, module in model.named_modules(remove_duplicate=False):
         if isinstance(module, nn.ReLU6):
-            replacements[name] = _RectifierWithModifiedBackward(6.0, guided)
+            replacements[name] = _RectifierWithModifiedBackward(6.0, rule)
         elif isinstance(module, nn.ReLU):
-            replacements[name] = _RectifierWithModifiedBackward(math.inf, guided)
+            replacements[name] = _RectifierWithModifiedBackward(math.inf, rule)
     return swap_modules(model, replacements)
 
 
@@ -90,10 +122,10 @@ class GuidedBackprop(Attribution):
         "Springenberg, Dosovitskiy, Brox & Riedmiller 2015, Striving for Simplicity: The All "
         "Convolutional Net, ICLR workshop"
     )
-    guided = True
+    rule = "guided"
 
     def _attribute(self, x: Tensor, target: Tensor | None, **options: Any) -> Tensor:
-        with rectifier_override(self.model, guided=self.guided):
+        with rectifier_override(self.model, RectifierRule(self.rule)):
             return input_gradient(self.model, x, target)[0]
 
 
@@ -111,7 +143,7 @@ class Deconvnet(GuidedBackprop):
     reference = (
         "Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks, ECCV"
     )
-    guided = False
+    rule = "deconvnet"
 
 
 def guided_backprop(model: Any, inputs: Tensor, target: Target = None) -> Tensor:
