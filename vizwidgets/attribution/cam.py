@@ -129,6 +129,14 @@ def _resize(maps: Tensor, x: Tensor, enabled: bool) -> Tensor:
     return upsample(maps, x.shape[-2:]) if enabled else maps
 
 
+def _min_max(masks: Tensor) -> Tensor:
+    """Scale each ``(1, H, W)`` mask of ``(c, 1, H, W)`` to [0, 1]; a constant mask becomes 0."""
+    low = masks.amin(dim=(2, 3), keepdim=True)
+    high = masks.amax(dim=(2, 3), keepdim=True)
+    span = torch.where(high > low, high - low, torch.ones_like(high))
+    return torch.where(high > low, (masks - low) / span, torch.zeros_like(masks))
+
+
 def _weighted_sum(weights: Tensor, activation: Tensor) -> Tensor:
     """``ReLU(sum_k weights[n, k] * A[n, k])`` as ``(N, 1, h, w)``."""
     return F.relu((weights[:, :, None, None] * activation).sum(dim=1, keepdim=True))
@@ -304,14 +312,11 @@ class ScoreCAM(_LayerMethod):
             maps = []
             for i in range(x.shape[0]):
                 chosen = activation[i, channels[i]]  # (k, h, w)
-                masks = upsample(chosen[:, None], x.shape[-2:])  # (k, 1, H, W)
-                low = masks.amin(dim=(2, 3), keepdim=True)
-                high = masks.amax(dim=(2, 3), keepdim=True)
-                span = torch.where(high > low, high - low, torch.ones_like(high))
-                masks = torch.where(high > low, (masks - low) / span, torch.zeros_like(masks))
                 weights = torch.empty(len(chosen), device=x.device, dtype=x.dtype)
                 for part in chunks(len(chosen), chunk_size):
-                    probabilities = self.model(x[i : i + 1] * masks[part]).softmax(dim=1)
+                    # masks for this chunk only: all 1280 at 224 x 224 would take 257 MB
+                    masks = _min_max(upsample(chosen[part, None], x.shape[-2:]))  # (c, 1, H, W)
+                    probabilities = self.model(x[i : i + 1] * masks).softmax(dim=1)
                     weights[part] = probabilities[:, used[i]]
                 maps.append(F.relu((weights[:, None, None] * chosen).sum(dim=0, keepdim=True)))
             return torch.stack(maps)
