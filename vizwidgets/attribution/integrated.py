@@ -34,16 +34,15 @@ Shapes: ``inputs`` and the result are ``(N, 3, H, W)`` (preprocessed space), the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vizwidgets._ops import gaussian_blur
 from vizwidgets.attribution.base import (
     Attribution,
     Option,
@@ -142,31 +141,6 @@ def _pixel_normalisation(model: Any) -> tuple[tuple[float, ...], tuple[float, ..
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
-def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of each channel of ``(N, C, H, W)``, reflected at the borders.
-
-    The kernel reaches ``3 sigma`` (cut to ``size - 1`` on small images) and is normalised to
-    sum to 1, so blurring commutes with the per-channel ``(p - mean) / std`` of preprocessing.
-    """
-    channels = x.shape[1]
-    out = x
-    for axis, size in ((2, x.shape[2]), (3, x.shape[3])):
-        radius = min(int(math.ceil(3.0 * sigma)), size - 1)
-        if radius == 0:
-            continue
-        offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
-        kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-        kernel = (kernel / kernel.sum()).to(x.device, x.dtype)
-        if axis == 2:
-            weight = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
-            padded = F.pad(out, (0, 0, radius, radius), mode="reflect")
-        else:
-            weight = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
-            padded = F.pad(out, (radius, radius, 0, 0), mode="reflect")
-        out = F.conv2d(padded, weight, groups=channels)
-    return out
-
-
 def make_baseline(
     inputs: Tensor,
     baseline: str | Tensor = "black",
@@ -218,7 +192,7 @@ def make_baseline(
         sigma = BLUR_SIGMA_FRACTION * min(h, w) if sigma is None else sigma
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
             raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
-        return _gaussian_blur(x, float(sigma))
+        return gaussian_blur(x, float(sigma))
     if mean is None or std is None:
         raise ValueError(
             f"baseline={baseline!r} needs the preprocessing's mean and std to know which input "
