@@ -150,7 +150,7 @@ class Neuron(Objective):
         row, column = self._where(output_shape)
         h, w = output_shape[1], output_shape[2]
         if not (0 <= row < h and 0 <= column < w):
-            raise ValueError(f"position {(row, column)} is outside layer {self.layer!r}'s {h}x{w} feature map")
+            raise ValueError(f"position {(row, column)} is outside the {h}x{w} feature map of layer {self.layer!r}")
 
     def value(self, logits: Tensor, activation: Tensor | None) -> Tensor:
         assert activation is not None
