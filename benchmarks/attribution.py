@@ -19,27 +19,14 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 import vizwidgets as vw
+from _shared import median_time, write_between_markers
 from vizwidgets.attribution import METHODS, attribute
 from vizwidgets.attribution.occlusion import window_starts
-
-
-def median_time(run: Callable[[], object], repeats: int) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -68,7 +55,7 @@ def main() -> None:
     fw = median_time(forward, args.repeats)
     print(f"forward+backward {fb * 1000:.1f} ms, forward {fw * 1000:.1f} ms (batch 1, median of {args.repeats})")
 
-    channels = dict((l.name, l.shape[0]) for l in vw.list_layers(loaded))[loaded.default_layer]
+    channels = {info.name: info.shape[0] for info in vw.list_layers(loaded)}[loaded.default_layer]
     rows = []
     for name, method in METHODS.items():
         if name in args.skip:
@@ -115,12 +102,7 @@ def main() -> None:
     ]
     text = "\n".join(table)
     if args.write is not None:
-        page = args.write.read_text()
-        pattern = re.compile(r"(<!-- benchmark:attribution -->\n).*?(<!-- /benchmark:attribution -->)", re.S)
-        if not pattern.search(page):
-            raise SystemExit(f"{args.write} has no benchmark markers")
-        args.write.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), page))
-        print(f"wrote the table into {args.write}")
+        write_between_markers(args.write, "benchmark:attribution", text)
 
 
 if __name__ == "__main__":
