@@ -29,3 +29,25 @@ def write_between_markers(path: Path, marker: str, text: str) -> None:
         raise SystemExit(f"{path} has no <!-- {marker} --> markers")
     path.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), page))
     print(f"wrote the table into {path}")
+
+
+def paired_times(method: Callable[[], object], reference: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """``(median method time, median of method/reference ratios)``, timed in alternation.
+
+    On a shared or throttled machine speed drifts over minutes; timing the method and its
+    reference one after the other, ``repeats`` times, and taking the median of the paired
+    ratios keeps the ratio honest when the absolute times move.
+    """
+    method()  # warm-up
+    reference()
+    times, ratios = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        reference()
+        ref = time.perf_counter() - start
+        start = time.perf_counter()
+        method()
+        spent = time.perf_counter() - start
+        times.append(spent)
+        ratios.append(spent / ref)
+    return statistics.median(times), statistics.median(ratios)

@@ -3,8 +3,10 @@
 Usage: python benchmarks/attribution.py [--repeats 5] [--threads 2] [--write docs/attribution.md]
 
 Default model (EfficientNet-Lite0), one 224x224 image (chelsea), default options. For each
-method the script prints the median time per image and its ratio to the work it needs,
-measured in the same run with the same threads:
+method the script prints the median time per image and its ratio to the work it needs. The
+method and its bare passes are timed one after the other, ``--repeats`` times, and the ratio
+is the median of those paired ratios, so a machine that speeds up or slows down during the
+run does not skew it. The bare passes are:
 
 - single-pass methods (gradients, guided, CAM family, LRP): one forward+backward to the input;
 - SmoothGrad and Integrated Gradients: ``samples`` or ``steps`` forward+backward passes, run
@@ -19,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 import vizwidgets as vw
-from _shared import median_time, write_between_markers
+from _shared import median_time, paired_times, write_between_markers
 from vizwidgets.attribution import METHODS, attribute
 from vizwidgets.attribution.occlusion import window_starts
 
@@ -56,6 +59,19 @@ def main() -> None:
     print(f"forward+backward {fb * 1000:.1f} ms, forward {fw * 1000:.1f} ms (batch 1, median of {args.repeats})")
 
     channels = {info.name: info.shape[0] for info in vw.list_layers(loaded)}[loaded.default_layer]
+
+    def passes(run: Callable[[int], None], count: int, chunk: int) -> Callable[[], None]:
+        """``count`` bare passes, ``chunk`` images at a time, as the method batches them."""
+        full, rest = divmod(count, chunk)
+
+        def go() -> None:
+            for _ in range(full):
+                run(chunk)
+            if rest:
+                run(rest)
+
+        return go
+
     rows = []
     for name, method in METHODS.items():
         if name in args.skip:
@@ -63,42 +79,41 @@ def main() -> None:
         defaults = {o.name: o.default for o in method.options}
         repeats = 1 if name == "score_cam" else args.repeats
         if name in ("smoothgrad", "integrated_gradients"):
-            passes = defaults.get("samples", defaults.get("steps"))
+            count = defaults.get("samples", defaults.get("steps"))
             chunk = defaults["chunk_size"]
-            full, rest = divmod(passes, chunk)
-            per_chunk = median_time(lambda: forward_backward(chunk), repeats)
-            tail = median_time(lambda: forward_backward(rest), repeats) if rest else 0.0
-            reference, what = full * per_chunk + tail, f"{passes} forward+backward (chunks of {chunk})"
-        elif name in ("score_cam", "fast_score_cam"):
-            k = channels if name == "score_cam" else min(defaults["top_k"], channels)
+            work = passes(forward_backward, count, chunk)
+            what = f"{count} forward+backward (chunks of {chunk})"
+        elif name in ("score_cam", "fast_score_cam", "occlusion"):
+            if name == "occlusion":
+                stride = defaults["stride"] or defaults["window"] // 2
+                count = len(window_starts(224, defaults["window"], stride)) ** 2
+            else:
+                count = channels if name == "score_cam" else min(defaults["top_k"], channels)
             chunk = defaults["chunk_size"]
-            full, rest = divmod(k, chunk)
-            reference = fw + full * median_time(lambda: forward(chunk), repeats)
-            reference += median_time(lambda: forward(rest), repeats) if rest else 0.0
-            what = f"{k + 1} forwards (chunks of {chunk})"
-        elif name == "occlusion":
-            window, chunk = defaults["window"], defaults["chunk_size"]
-            stride = defaults["stride"] or window // 2
-            k = len(window_starts(224, window, stride)) ** 2
-            full, rest = divmod(k, chunk)
-            reference = fw + full * median_time(lambda: forward(chunk), repeats)
-            reference += median_time(lambda: forward(rest), repeats) if rest else 0.0
-            what = f"{k + 1} forwards (chunks of {chunk})"
+            masked = passes(forward, count, chunk)
+
+            def work(masked: Callable[[], None] = masked) -> None:
+                forward(1)  # the clean image's pass
+                masked()
+
+            what = f"{count + 1} forwards (chunks of {chunk})"
         else:
-            reference, what = fb, "1 forward+backward"
-        seconds = median_time(lambda: attribute(loaded, x, target, name), repeats)
-        rows.append((name, seconds, reference, what))
-        print(f"{name:<22} {seconds * 1000:9.1f} ms   {seconds / reference:5.2f}x {what}")
+            work, what = forward_backward, "1 forward+backward"
+        seconds, ratio = paired_times(lambda: attribute(loaded, x, target, name), work, repeats)
+        rows.append((name, seconds, ratio, what))
+        print(f"{name:<22} {seconds * 1000:9.1f} ms   {ratio:5.2f}x {what}")
 
     table = [
         f"Measured by `python benchmarks/attribution.py --threads {args.threads}` on {platform.machine()} "
         f"with {args.threads} threads, torch {torch.__version__}: default model, one 224x224 image, "
-        f"default options, median of {args.repeats} runs (Score-CAM: 1). One forward+backward "
-        f"took {fb * 1000:.0f} ms and one forward {fw * 1000:.0f} ms in the same run.",
+        f"default options, median of {args.repeats} runs (Score-CAM: 1). Each run times the method "
+        "and then the bare passes it needs, one after the other; the ratio is the median of "
+        f"those paired ratios. One forward+backward took {fb * 1000:.0f} ms and one forward "
+        f"{fw * 1000:.0f} ms at the start of the run.",
         "",
         "| method | time per image | ratio | to what it needs |",
         "| --- | ---: | ---: | --- |",
-        *(f"| `{n}` | {s * 1000:.0f} ms | {s / r:.2f}x | {w} |" for n, s, r, w in rows),
+        *(f"| `{n}` | {s * 1000:.0f} ms | {r:.2f}x | {w} |" for n, s, r, w in rows),
     ]
     text = "\n".join(table)
     if args.write is not None:
