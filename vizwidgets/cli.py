@@ -1,0 +1,207 @@
+"""The batch command: ``python -m vizwidgets explain PATHS... --method grad_cam --out DIR``.
+
+For every image found under PATHS (files, folders, glob patterns) it writes, into DIR:
+
+- ``<name>.<method>.png``: the explanation drawn over the image (what the model saw, 224x224);
+- ``<name>.<method>.npy``: the raw map, float32, ``(C, H, W)``;
+- ``summary.csv`` and ``summary.json``: one row per file and method: predicted class and
+  probability, target, the metrics asked for, the output files, and ``status`` ("ok" or
+  "error" with the message).
+
+A second run into the same DIR skips the files already done (their rows are kept). A file
+that cannot be read is reported and skipped; the others go on; the exit status is 1 if any
+file failed, 2 for bad arguments, else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+SUMMARY_FIELDS = [
+    "file", "method", "status", "error", "predicted", "predicted_class", "probability",
+    "target", "target_class", "deletion", "insertion", "average_drop", "png", "npy",
+]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m vizwidgets", description="vizwidgets from the command line")
+    commands = parser.add_subparsers(dest="command", required=True)
+    explain = commands.add_parser(
+        "explain",
+        help="explain the model's decision on many images",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    explain.add_argument("paths", nargs="+", help="image files, folders or glob patterns ('photos/**/*.jpg')")
+    explain.add_argument("--method", default="grad_cam", help="attribution method (default grad_cam; see --list)")
+    explain.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
+    explain.add_argument("--model", default="efficientnet_lite0", help="model name (default efficientnet_lite0)")
+    explain.add_argument("--layer", default=None, help="layer for CAM methods (default: the model's)")
+    explain.add_argument("--target", default=None, help="class index or name (default: each image's prediction)")
+    explain.add_argument(
+        "--metrics", nargs="*", default=[], choices=["deletion", "insertion", "average_drop"],
+        help="metrics to compute for each map",
+    )
+    explain.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in the PNG (0 to 1)")
+    explain.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def find_images(paths: Sequence[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files under ``paths`` (sorted, without repeats) and ``(path, problem)`` for
+    paths that matched nothing."""
+    found: dict[Path, None] = {}
+    missing: list[tuple[str, str]] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if any(ch in raw for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
+            files = [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            if not files:
+                missing.append((raw, "the pattern matched no image files"))
+            found.update(dict.fromkeys(files))
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                missing.append((raw, "the folder holds no image files (" + ", ".join(IMAGE_SUFFIXES) + ")"))
+            found.update(dict.fromkeys(files))
+        elif path.is_file():
+            found[path] = None
+        else:
+            missing.append((raw, "no such file or folder"))
+    return list(found), missing
+
+
+def _output_names(files: Sequence[Path]) -> dict[Path, str]:
+    """A distinct, readable output name per file: its path below the common folder, with
+    separators turned into ``__`` and the suffix dropped."""
+    resolved = [f.resolve() for f in files]
+    if not resolved:
+        return {}
+    parents = [str(p.parent) for p in resolved]
+    root = Path(os.path.commonpath(parents))
+    names = {}
+    for original, path in zip(files, resolved):
+        relative = path.relative_to(root).with_suffix("")
+        names[original] = "__".join(relative.parts)
+    return names
+
+
+def _load_summary(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    path = out / "summary.json"
+    if not path.is_file():
+        return {}
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {(row["file"], row["method"]): row for row in rows if isinstance(row, dict) and "file" in row}
+
+
+def _write_summary(out: Path, rows: list[dict[str, Any]]) -> None:
+    (out / "summary.json").write_text(json.dumps(rows, indent=1))
+    with (out / "summary.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in SUMMARY_FIELDS})
+
+
+def explain(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    import vizwidgets as vw
+    from vizwidgets.attribution import METHODS, attribute
+    from vizwidgets.metrics import confidence_drop, deletion, insertion
+    from vizwidgets.viz import normalize, overlay
+
+    if args.method not in METHODS:
+        print(f"error: unknown method {args.method!r}; choose from {', '.join(sorted(METHODS))}", file=sys.stderr)
+        return 2
+    if not 0 <= args.alpha <= 1:
+        print(f"error: --alpha must be between 0 and 1, got {args.alpha}", file=sys.stderr)
+        return 2
+    files, missing = find_images(args.paths)
+    for raw, problem in missing:
+        print(f"error: {raw}: {problem}", file=sys.stderr)
+    model = vw.load_model(args.model)
+    target: Any = args.target
+    if target is not None:
+        target = int(target) if target.strip().isdigit() else target
+        try:
+            target = model.classes.resolve(target) if isinstance(target, str) else target
+        except ValueError as error:
+            print(f"error: --target: {error}", file=sys.stderr)
+            return 2
+    options: dict[str, Any] = {}
+    if args.layer is not None:
+        if not METHODS[args.method].needs_layer:
+            print(f"error: --layer is for CAM methods; {args.method} has no layer", file=sys.stderr)
+            return 2
+        options["layer"] = args.layer
+    args.out.mkdir(parents=True, exist_ok=True)
+    previous = _load_summary(args.out)
+    names = _output_names(files)
+    rows: dict[tuple[str, str], dict[str, Any]] = dict(previous)
+    failed = len(missing)
+    done = skipped = 0
+    for path in tqdm(files, desc=f"{args.method}", disable=args.no_progress, unit="image"):
+        key = (str(path), args.method)
+        png = args.out / f"{names[path]}.{args.method}.png"
+        npy = args.out / f"{names[path]}.{args.method}.npy"
+        old = previous.get(key)
+        if old is not None and old.get("status") == "ok" and png.is_file() and npy.is_file():
+            skipped += 1
+            continue
+        row: dict[str, Any] = {"file": str(path), "method": args.method}
+        try:
+            x = model.inputs(str(path))
+            with torch.no_grad():
+                probabilities = model.model(x).softmax(dim=1)[0]
+            predicted = int(probabilities.argmax())
+            chosen = predicted if target is None else int(target)
+            result = attribute(model, x, chosen, args.method, **options)
+            picture = model.preprocess.inverse(x[0])
+            heat = normalize(result, sign="absolute", scaling="percentile")[0]
+            Image.fromarray((overlay(picture, heat, alpha=args.alpha) * 255).round().astype(np.uint8)).save(png)
+            np.save(npy, result[0].detach().cpu().numpy().astype(np.float32))
+            row.update(
+                status="ok", error="", predicted=predicted, predicted_class=model.classes[predicted],
+                probability=round(float(probabilities[predicted]), 6), target=chosen,
+                target_class=model.classes[chosen], png=png.name, npy=npy.name,
+            )
+            if "deletion" in args.metrics:
+                row["deletion"] = round(float(deletion(model, x, result, chosen).auc[0]), 6)
+            if "insertion" in args.metrics:
+                row["insertion"] = round(float(insertion(model, x, result, chosen).auc[0]), 6)
+            if "average_drop" in args.metrics:
+                row["average_drop"] = round(confidence_drop(model, x, result, chosen).average_drop, 4)
+            done += 1
+        except (OSError, ValueError, TypeError) as error:
+            failed += 1
+            row.update(status="error", error=f"{type(error).__name__}: {error}")
+            tqdm.write(f"error: {path}: {error}", file=sys.stderr)
+        rows[key] = row
+        _write_summary(args.out, list(rows.values()))  # after every file: an interrupted run keeps its work
+    _write_summary(args.out, list(rows.values()))
+    print(f"{done} explained, {skipped} already done, {failed} failed; summary in {args.out / 'summary.csv'}")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "explain":
+        return explain(args)
+    return 2  # pragma: no cover - argparse requires a command
