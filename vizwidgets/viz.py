@@ -86,7 +86,8 @@ def normalize(
     scaling:
         ``"max"``: divide by the maximum; ``"minmax"``: ``(m - min) / (max - min)``;
         ``"percentile"``: divide by the ``percentile``-th percentile and clip to 1, so a few
-        extreme pixels do not wash out the rest (the usual choice for gradients).
+        extreme pixels do not wash out the rest (the usual choice for gradients). With
+        ``sign="all"`` the scaling applies to ``|m|`` and 0 stays 0, so "minmax" is "max".
     A map with nothing to show (all zero) stays zero.
     """
     if sign not in SIGNS:
