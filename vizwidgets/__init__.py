@@ -1,8 +1,12 @@
 """vizwidgets: see what convolutional networks see.
 
 The package behind the course in ``course/``: an offline pretrained ImageNet model
-(:func:`vizwidgets.load_model`), bundled sample images (:func:`vizwidgets.load_image`),
-and, in later modules, attribution methods, feature visualisation and ipywidgets.
+(:func:`vizwidgets.load_model`) and bundled sample images (:func:`vizwidgets.load_image`);
+attribution methods in :mod:`vizwidgets.attribution`; activations in
+:mod:`vizwidgets.features`; maximisation, fooling and style transfer in
+:mod:`vizwidgets.synthesis`; metrics and comparisons in :mod:`vizwidgets.metrics` and
+:mod:`vizwidgets.compare`; display in :mod:`vizwidgets.viz`; the batch command in
+:mod:`vizwidgets.cli` (``python -m vizwidgets explain``).
 
 Importing the package is light: it imports neither PyTorch nor a model. The names below
 are loaded from their modules the first time they are used.
