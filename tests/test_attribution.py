@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import inspect
 import os
 
 import pytest
@@ -383,6 +384,14 @@ def test_registry_describes_every_method() -> None:
     assert {"gradient", "smoothgrad", "guided_backprop", "deconvnet", "cam", "grad_cam", "grad_cam_pp",
             "xgrad_cam", "layer_cam", "score_cam", "fast_score_cam", "guided_grad_cam"} <= set(METHODS)
     assert GradCAM.needs_layer and CAM.needs_layer and not SmoothGrad.needs_layer
+
+
+def test_no_option_shadows_a_parameter_of_attribute() -> None:
+    # attribute(model, x, target, method, layer, **options): an option with one of these names
+    # could never be passed through attribute() (it once happened to IG's quadrature rule)
+    reserved = set(inspect.signature(attribute).parameters) - {"options"}
+    for name, method in METHODS.items():
+        assert not reserved & {o.name for o in method.options}, name
 
 
 def test_docs_method_table_matches_the_registry() -> None:

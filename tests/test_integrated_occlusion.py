@@ -160,10 +160,10 @@ def test_ig_of_a_linear_model_is_weight_times_difference(method: str) -> None:
     x = images()
     target = torch.tensor([2, 0, 1])
     steps = 2 if method == "riemann_trapezoid" else 1
-    got = integrated_gradients(model, x, target, baseline="zero", steps=steps, method=method)
+    got = integrated_gradients(model, x, target, baseline="zero", steps=steps, quadrature=method)
     torch.testing.assert_close(got, model.weight.detach()[target] * x, atol=1e-6, rtol=0)
     baseline = images(1, seed=5)[0]  # (3, H, W), shared by the batch
-    got = integrated_gradients(model, x, target, baseline=baseline, steps=3, method=method)
+    got = integrated_gradients(model, x, target, baseline=baseline, steps=3, quadrature=method)
     torch.testing.assert_close(got, model.weight.detach()[target] * (x - baseline), atol=1e-6, rtol=0)
 
 
@@ -173,7 +173,7 @@ def test_ig_of_a_product_matches_the_hand_computed_integral(method: str) -> None
     # over a in [0, 1] is (x1 + x1') / 2; so IG_0 = (x0 - x0')(x1 + x1') / 2 and symmetrically.
     # These rules integrate the linear integrand exactly.
     x, baseline = images(2), images(2, seed=9)
-    got = integrated_gradients(ChannelProduct(), x, 0, baseline=baseline, steps=3, method=method)
+    got = integrated_gradients(ChannelProduct(), x, 0, baseline=baseline, steps=3, quadrature=method)
     expected = torch.zeros_like(x)
     expected[:, 0] = (x[:, 0] - baseline[:, 0]) * (x[:, 1] + baseline[:, 1]) / 2
     expected[:, 1] = (x[:, 1] - baseline[:, 1]) * (x[:, 0] + baseline[:, 0]) / 2
@@ -185,7 +185,7 @@ def test_ig_of_a_product_with_one_sided_riemann_sums(method: str, factor: float)
     # zero baseline: dS/dx0 at a is a * x1; sum_k w_k a_k is (0+1+2+3)/16 = 3/8 for the left
     # sum with 4 steps, (1+2+3+4)/16 = 5/8 for the right sum (the integral is 1/2).
     x = images(2)
-    got = integrated_gradients(ChannelProduct(), x, 0, baseline="zero", steps=4, method=method)
+    got = integrated_gradients(ChannelProduct(), x, 0, baseline="zero", steps=4, quadrature=method)
     expected = torch.zeros_like(x)
     expected[:, 0] = expected[:, 1] = factor * x[:, 0] * x[:, 1]
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
@@ -368,8 +368,8 @@ def test_tensor_baselines_broadcast_or_name_the_wrong_shape() -> None:
         ({"steps": 0}, "steps"),
         ({"steps": 1025}, "steps"),
         ({"steps": 2.5}, "steps"),
-        ({"method": "simpson"}, "method"),
-        ({"method": "riemann_trapezoid", "steps": 1}, "steps"),
+        ({"quadrature": "simpson"}, "quadrature"),
+        ({"quadrature": "riemann_trapezoid", "steps": 1}, "steps"),
         ({"baseline": "white"}, "baseline"),
         ({"baseline": 0.5}, "baseline"),
         ({"chunk_size": 0}, "chunk_size"),
@@ -390,7 +390,7 @@ def test_ig_declares_its_registry_entry() -> None:
     assert IntegratedGradients.output == "pixels" and not IntegratedGradients.needs_layer
     assert "Sundararajan" in IntegratedGradients.reference
     options = {o.name: o for o in IntegratedGradients.options}
-    assert set(options) == {"steps", "baseline", "method", "chunk_size", "seed"}
+    assert set(options) == {"steps", "baseline", "quadrature", "chunk_size", "seed"}
     assert set(options["baseline"].choices) == set(BASELINES)
     assert all(isinstance(o, Option) for o in options.values())
 

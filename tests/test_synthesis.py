@@ -203,7 +203,10 @@ def test_an_interrupt_returns_the_result_so_far_and_leaves_the_model(lite) -> No
     before = copy.deepcopy(lite.model.state_dict())
     lite.model.train()  # a model in training mode comes back in training mode
 
-    def stop(step: int, numbers: dict) -> None:
+    seen = []
+
+    def stop(step: int, numbers: dict, image: torch.Tensor) -> None:
+        seen.append(image.shape)
         if step == 2:
             raise KeyboardInterrupt
 
@@ -214,6 +217,7 @@ def test_an_interrupt_returns_the_result_so_far_and_leaves_the_model(lite) -> No
     finally:
         lite.model.eval()
     assert result.interrupted and result.steps == 3 and len(result.trace) == 3
+    assert seen == [(1, 3, 224, 224)] * 3  # the callback sees the image so far
     assert result.image.shape == (1, 3, 224, 224)
     assert_untouched(lite, before)
 

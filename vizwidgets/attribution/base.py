@@ -43,7 +43,8 @@ class Option:
     """One option of a method, as the widgets and the course tables show it.
 
     ``kind`` is "int", "float", "bool", "choice" or "tensor"; numbers have an inclusive range
-    ``[minimum, maximum]`` (None: unbounded); choices list their allowed values.
+    ``[minimum, maximum]`` (None: unbounded); choices list their allowed values;
+    ``interactive`` narrows a number's range for the widgets' sliders.
     """
 
     name: str
@@ -54,6 +55,9 @@ class Option:
     maximum: float | None = None
     choices: tuple[Any, ...] = field(default=())
     nullable: bool = False  # whether None is allowed
+    #: ``(low, high)`` for a slider in the widgets: the range worth exploring interactively
+    #: (None: derived from the default and the bounds)
+    interactive: tuple[float, float] | None = None
 
     def check(self, value: Any, method: str) -> Any:
         """Return ``value`` checked (and converted to the option's kind), or raise."""

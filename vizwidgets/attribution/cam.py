@@ -334,7 +334,7 @@ class FastScoreCAM(ScoreCAM):
     description = "Score-CAM on the k most active channels only: much faster."
     options = (
         _UPSAMPLE,
-        Option("top_k", 32, "int", "channels scored (those with the highest mean activation)", 1, 4096),
+        Option("top_k", 32, "int", "channels scored (those with the highest mean activation)", 1, 4096, interactive=(4, 256)),
         Option("chunk_size", _SCORE_CHUNK, "int", "masked images per forward pass", 1, 4096),
     )
 

@@ -94,7 +94,7 @@ class SmoothGrad(Attribution):
         "noise, arXiv:1706.03825"
     )
     options = (
-        Option("samples", 25, "int", "noisy copies averaged", 1, 500),
+        Option("samples", 25, "int", "noisy copies averaged", 1, 500, interactive=(1, 64)),
         Option("noise", 0.15, "float", "noise level as a fraction of the image's value range", 0.0, 1.0),
         Option("chunk_size", 8, "int", "noisy copies per forward+backward pass", 1, 500),
         Option("seed", 0, "int", "seed of the noise (None: a new draw each call)", 0, None, nullable=True),

@@ -318,7 +318,7 @@ class IntegratedGradients(Attribution):
     """Integrated Gradients (Sundararajan, Taly & Yan 2017).
 
     ``IG_i(x) = (x_i - x'_i) * integral_0^1 dF/dx_i (x' + a (x - x')) da``, approximated with
-    ``steps`` points of the quadrature rule ``method`` (see :func:`quadrature_rule`); ``F`` is
+    ``steps`` points of the quadrature rule ``quadrature`` (see :func:`quadrature_rule`); ``F`` is
     the target logit, the target (None: the predicted class) fixed on the clean image ``x``.
     Returns ``(N, 3, H, W)``, summing per image to about ``F(x) - F(x')``; the gap is the
     completeness delta (:meth:`attribute_with_delta`, :func:`completeness_delta`).
@@ -334,7 +334,7 @@ class IntegratedGradients(Attribution):
         they raise ``ValueError`` rather than guess: "black" is a different input under every
         normalisation, and a silently wrong baseline gives a silently different explanation.
         Use "zero", "blurred" or a tensor there.
-    method:
+    quadrature:
         The quadrature rule, default ``"gausslegendre"``. Gauss-Legendre is exact for
         polynomials of degree ``2 * steps - 1`` and converges exponentially on smooth networks
         (Softplus and tanh: a delta below 1e-4 of ``F(x) - F(x')`` at 16 steps, see the tests),
@@ -367,13 +367,13 @@ class IntegratedGradients(Attribution):
         "Sundararajan, Taly & Yan 2017, Axiomatic Attribution for Deep Networks, ICML"
     )
     options = (
-        Option("steps", 50, "int", "points on the path from the baseline to the image", 1, 1024),
+        Option("steps", 50, "int", "points on the path from the baseline to the image", 1, 1024, interactive=(4, 256)),
         Option(
             "baseline", "black", "choice",
             "the input that stands for 'no information' (or a preprocessed tensor)",
             choices=BASELINES,
         ),
-        Option("method", "gausslegendre", "choice", "quadrature rule for the path integral", choices=QUADRATURES),
+        Option("quadrature", "gausslegendre", "choice", "quadrature rule for the path integral", choices=QUADRATURES),
         Option(
             "chunk_size", _DEFAULT_CHUNK, "int",
             "path points per forward+backward pass (N x chunk_size rows)", 1, 1024,
@@ -388,11 +388,11 @@ class IntegratedGradients(Attribution):
         self.pixel_std: tuple[float, ...] | None = normalisation[1] if normalisation else None
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """Check each option (see the class docstring) and the combination of steps and method."""
+        """Check each option (see the class docstring) and the combination of steps and quadrature."""
         checked = super().check_options(options)
-        if checked["method"] == "riemann_trapezoid" and checked["steps"] < 2:
+        if checked["quadrature"] == "riemann_trapezoid" and checked["steps"] < 2:
             raise ValueError(
-                f"{self.name}: option 'steps' must be at least 2 for method 'riemann_trapezoid', "
+                f"{self.name}: option 'steps' must be at least 2 for quadrature 'riemann_trapezoid', "
                 f"got {checked['steps']}"
             )
         return checked
@@ -402,14 +402,14 @@ class IntegratedGradients(Attribution):
         return make_baseline(inputs, baseline, mean=self.pixel_mean, std=self.pixel_std, seed=seed)
 
     def _attribute(
-        self, x: Tensor, target: Tensor | None, *, steps: int, baseline: str | Tensor, method: str,
+        self, x: Tensor, target: Tensor | None, *, steps: int, baseline: str | Tensor, quadrature: str,
         chunk_size: int, seed: int | None,
     ) -> Tensor:
         base = self.make_baseline(x, baseline, seed=seed)
         if target is None:
             with torch.no_grad():
                 target = self.model(x).argmax(dim=1)
-        nodes, weights = quadrature_rule(method, steps)
+        nodes, weights = quadrature_rule(quadrature, steps)
         return _integrated_gradients(self.model, x, base, target, nodes, weights, chunk_size)
 
     def attribute_with_delta(
@@ -441,12 +441,12 @@ def integrated_gradients(
     *,
     steps: int = 50,
     baseline: str | Tensor = "black",
-    method: str = "gausslegendre",
+    quadrature: str = "gausslegendre",
     chunk_size: int = _DEFAULT_CHUNK,
     seed: int | None = 0,
 ) -> Tensor:
     """Integrated Gradients (Sundararajan et al. 2017); see :class:`IntegratedGradients`."""
     return IntegratedGradients(model).attribute(
-        inputs, target, steps=steps, baseline=baseline, method=method, chunk_size=chunk_size,
+        inputs, target, steps=steps, baseline=baseline, quadrature=quadrature, chunk_size=chunk_size,
         seed=seed,
     )

@@ -128,7 +128,7 @@ class Occlusion(Attribution):
         "Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks, ECCV"
     )
     options = (
-        Option("window", 32, "int", "side of the occluding square, in pixels", 1, 4096),
+        Option("window", 32, "int", "side of the occluding square, in pixels", 1, 4096, interactive=(16, 112)),
         Option(
             "stride", None, "int", "step between squares, in pixels, at most the window; None: half the window",
             1, 4096, nullable=True,

@@ -25,7 +25,12 @@ from torch import Tensor, nn
 
 from vizwidgets.attribution.base import prepared
 
+#: ``callback(step, numbers, image)``: after each step, the numbers shown on the progress bar and
+#: the current image ``(N, 3, H, W)`` in [0, 1] (detached); return False to stop.
+Callback = Callable[[int, dict[str, float], Any], Any]
+
 __all__ = [
+    "Callback",
     "PixelModel",
     "pixel_model",
     "to_pixels",
@@ -205,14 +210,15 @@ def run_loop(
     *,
     desc: str,
     progress: bool = True,
-    callback: Callable[[int, dict[str, float]], Any] | None = None,
+    callback: Callback | None = None,
+    current: Callable[[], Tensor] | None = None,
 ) -> tuple[int, bool]:
     """Call ``step(i)`` for ``i = 0 .. steps - 1``; return ``(steps done, interrupted)``.
 
     ``step`` returns the numbers to show (``{"loss": ...}``) or None to stop early (a goal
     reached). The model is in eval mode with frozen parameters throughout and is restored
-    afterwards. ``callback(i, numbers)`` runs after each step (a widget can draw the image
-    so far); returning ``False`` from it stops the loop. ``KeyboardInterrupt`` (Jupyter's Stop
+    afterwards. ``callback(i, numbers, image)`` runs after each step with ``current()``, the
+    image so far (a widget draws it); returning ``False`` from it stops the loop. ``KeyboardInterrupt`` (Jupyter's Stop
     button) ends the loop with a warning and the result so far instead of losing it.
     """
     done = 0
@@ -227,7 +233,7 @@ def run_loop(
                     break
                 if numbers:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in numbers.items()}, refresh=False)
-                if callback is not None and callback(i, numbers) is False:
+                if callback is not None and callback(i, numbers, current() if current else None) is False:
                     break
         except KeyboardInterrupt:
             interrupted = True

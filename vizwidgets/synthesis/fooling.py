@@ -26,7 +26,7 @@ to [0, 1], so it is an image one could save and reload.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from torch import Tensor
 
 from vizwidgets.attribution.base import prepared
 from vizwidgets.synthesis._common import (
+    Callback,
     PixelModel,
     check_positive,
     check_steps,
@@ -194,7 +195,7 @@ def fgsm(model: Any, images: Any, target: Any = None, *, epsilon: float = 8 / 25
 def _iterate(
     pm: PixelModel, x: Tensor, original: Tensor, goal: Tensor | None, *, epsilon: float | None,
     step_size: float, steps: int, start: Tensor, stop_at: float | None, desc: str, progress: bool,
-    callback: Callable[[int, dict[str, float]], Any] | None,
+    callback: Callback | None,
 ) -> AttackResult:
     """Projected sign steps from ``start``; images whose target probability reaches
     ``stop_at`` stop moving."""
@@ -227,14 +228,16 @@ def _iterate(
                 active[row] = False
         return {"target p" if targeted else "original p": float(now.mean()), "left": float(active.sum())}
 
-    _, interrupted = run_loop(pm.module, steps, step, desc=desc, progress=progress, callback=callback)
+    _, interrupted = run_loop(
+        pm.module, steps, step, desc=desc, progress=progress, callback=callback, current=lambda: adversarial
+    )
     return _result(pm, x, adversarial, original, classes, targeted, taken, confidence, stop_at, interrupted)
 
 
 def pgd(
     model: Any, images: Any, target: Any = None, *, epsilon: float = 8 / 255, step_size: float = 2 / 255,
     steps: int = 10, random_start: bool = True, seed: int | None = 0, progress: bool = True,
-    callback: Callable[[int, dict[str, float]], Any] | None = None,
+    callback: Callback | None = None,
 ) -> AttackResult:
     """Projected gradient descent (Madry et al. 2018) within an L-infinity ball of ``epsilon``.
 
@@ -259,7 +262,7 @@ def pgd(
 def fool(
     model: Any, images: Any, target: Any, *, confidence: float = 0.9, max_steps: int = 100,
     epsilon: float | None = 8 / 255, step_size: float = 1 / 255, progress: bool = True,
-    callback: Callable[[int, dict[str, float]], Any] | None = None,
+    callback: Callback | None = None,
 ) -> AttackResult:
     """A targeted attack that stops each image once the model gives ``target`` at least
     ``confidence`` (Szegedy et al. 2014; projected sign steps as in :func:`pgd`).
@@ -296,7 +299,7 @@ def fool(
 def fooling_image(
     model: Any, target: Any, *, confidence: float = 0.99, max_steps: int = 200, lr: float = 0.05,
     size: int | Sequence[int] | None = None, seed: int | None = 0, progress: bool = True,
-    callback: Callable[[int, dict[str, float]], Any] | None = None,
+    callback: Callback | None = None,
 ) -> AttackResult:
     """An "unrecognisable" image the model gives ``target`` with at least ``confidence``
     (Nguyen et al. 2015): Adam on the target's log-probability, starting from uniform noise
@@ -333,6 +336,9 @@ def fooling_image(
             trace.append(float(pm(image).softmax(dim=1)[0, goal[0]]))
         return {"target p": trace[-1]}
 
-    done, interrupted = run_loop(pm.module, max_steps, step, desc="fooling image", progress=progress, callback=callback)
+    done, interrupted = run_loop(
+        pm.module, max_steps, step, desc="fooling image", progress=progress, callback=callback,
+        current=lambda: image.detach(),
+    )
     steps = torch.tensor([len(trace) - 1], dtype=torch.long)
     return _result(pm, x, image.detach(), original, goal, True, steps, [trace], float(confidence), interrupted)

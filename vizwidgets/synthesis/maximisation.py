@@ -30,7 +30,7 @@ keeps the optimiser from exploiting single pixels. Two parametrisations:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -44,6 +44,7 @@ from vizwidgets._hooks import capture_outputs, get_module
 from vizwidgets._ops import gaussian_blur, total_variation
 from vizwidgets.attribution.base import prepared
 from vizwidgets.synthesis._common import (
+    Callback,
     PixelModel,
     check_positive,
     check_steps,
@@ -344,7 +345,7 @@ def maximize(
     blur_sigma: float = 0.5,
     seed: int | None = 0,
     progress: bool = True,
-    callback: Callable[[int, dict[str, float]], Any] | None = None,
+    callback: Callback | None = None,
 ) -> Visualization:
     """Grow the image that maximises ``objective`` (see the module docstring).
 
@@ -375,7 +376,7 @@ def maximize(
     progress:
         Show a progress bar.
     callback:
-        ``callback(step, {"objective": value})`` after each step; returning False stops.
+        ``callback(step, {"objective": value}, image)`` after each step; returning False stops.
 
     Returns
     -------
@@ -453,7 +454,9 @@ def maximize(
             trace.append(float(value.detach()))
             return {"objective": trace[-1]}
 
-        done, interrupted = run_loop(pm.module, steps, step, desc=f"maximise {goal.describe(pm)}", progress=progress, callback=callback)
+        done, interrupted = run_loop(pm.module, steps, step, desc=f"maximise {goal.describe(pm)}", progress=progress, callback=callback,
+            current=lambda: image_fn().detach(),
+        )
         with torch.no_grad():
             final = image_fn().detach()
             final_value = float(_evaluate(pm, goal, final)[0])

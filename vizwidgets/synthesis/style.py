@@ -22,7 +22,7 @@ L-BFGS, clamped to [0, 1] after every step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from vizwidgets._hooks import capture_outputs, get_module
 from vizwidgets._ops import total_variation
 from vizwidgets.attribution.base import prepared
 from vizwidgets.synthesis._common import (
+    Callback,
     PixelModel,
     check_positive,
     check_steps,
@@ -212,7 +213,7 @@ def style_transfer(
     init: str = "content",
     seed: int | None = 0,
     progress: bool = True,
-    callback: Callable[[int, dict[str, float]], Any] | None = None,
+    callback: Callback | None = None,
 ) -> StyleResult:
     """Paint ``content`` in the style of ``style`` (Gatys et al. 2016; see the module docstring).
 
@@ -299,7 +300,10 @@ def style_transfer(
             trace.append(record)
             return {"loss": record["total"]}
 
-        done, interrupted = run_loop(pm.module, steps, step, desc="style transfer", progress=progress, callback=callback)
+        done, interrupted = run_loop(
+            pm.module, steps, step, desc="style transfer", progress=progress, callback=callback,
+            current=lambda: image.detach(),
+        )
         with torch.no_grad():
             final_loss = float(losses(image)["total"])
     return StyleResult(image.detach(), trace, start_loss, final_loss, chosen, done, interrupted)
@@ -332,7 +336,7 @@ def invert_features(
     tv_weight: float = 0.5,
     seed: int | None = 0,
     progress: bool = True,
-    callback: Callable[[int, dict[str, float]], Any] | None = None,
+    callback: Callback | None = None,
 ) -> InversionResult:
     """Feature inversion (Mahendran & Vedaldi 2015): the image whose ``layer`` output is
     closest to ``image``'s, starting from noise.
@@ -376,7 +380,10 @@ def invert_features(
             trace.append(float(d.detach()))
             return {"distance": trace[-1]}
 
-        done, interrupted = run_loop(pm.module, steps, step, desc=f"invert {layer}", progress=progress, callback=callback)
+        done, interrupted = run_loop(
+            pm.module, steps, step, desc=f"invert {layer}", progress=progress, callback=callback,
+            current=lambda: y.detach(),
+        )
         with torch.no_grad():
             final = float(distance(y))
     return InversionResult(y.detach(), trace, start, final, layer, done, interrupted)

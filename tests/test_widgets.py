@@ -1,0 +1,185 @@
+"""The widgets, headless: every control changes the picture, the picture is what the plain
+function gives, sliders survive their whole range, rapid changes end on the last one, and a
+bad upload leaves a message and the previous picture."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vizwidgets.attribution import METHODS
+from vizwidgets.models import Preprocess
+from vizwidgets.synthesis import ClassLogit, fool, maximize
+from vizwidgets.widgets import (
+    ActivationBrowser,
+    Display,
+    Explorer,
+    FoolingWidget,
+    MaximisationWidget,
+    StyleTransferWidget,
+    explain_picture,
+)
+
+
+def decoded(image_widget) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(image_widget.value)).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def explorer(lite):
+    return Explorer(lite, ["chelsea", "coffee"])
+
+
+def test_explorer_opens_on_grad_cam_of_the_first_image(explorer, lite) -> None:
+    assert explorer.error.value == ""
+    np.testing.assert_array_equal(decoded(explorer.image), explain_picture(lite, "chelsea", "grad_cam"))
+    assert "Egyptian cat" in explorer.bars.value
+    assert explorer.layer.layout.display is None  # grad_cam needs a layer: the dropdown shows
+
+
+def test_every_control_changes_the_picture_to_what_the_plain_function_gives(explorer, lite) -> None:
+    def check(change, expected) -> None:
+        before = decoded(explorer.image)
+        change()
+        now = decoded(explorer.image)
+        assert explorer.error.value == ""
+        assert not np.array_equal(before, now)
+        np.testing.assert_array_equal(now, expected)
+
+    check(lambda: setattr(explorer.method, "value", "gradient"), explain_picture(lite, "chelsea", "gradient"))
+    assert explorer.layer.layout.display == "none"  # no layer for the gradient
+    check(lambda: setattr(explorer.method, "value", "grad_cam"), explain_picture(lite, "chelsea", "grad_cam"))
+    check(lambda: setattr(explorer.layer, "value", "blocks.10"), explain_picture(lite, "chelsea", "grad_cam", layer="blocks.10"))
+    second = explorer.target.options[2][1]  # the second most probable class
+    check(lambda: setattr(explorer.target, "value", second),
+          explain_picture(lite, "chelsea", "grad_cam", layer="blocks.10", target=second))
+    check(lambda: setattr(explorer.search, "value", "tabby"),
+          explain_picture(lite, "chelsea", "grad_cam", layer="blocks.10", target=281))
+    assert explorer.target.value == 281
+    check(lambda: setattr(explorer.option_controls["upsample"], "value", False),
+          explain_picture(lite, "chelsea", "grad_cam", layer="blocks.10", target=281, upsample=False))
+    explorer.option_controls["upsample"].value = True
+    misses = explorer.session.maps.misses
+    display = Display(opacity=0.5)
+    for control, value, field in [
+        (explorer.opacity, 0.9, "opacity"), (explorer.cmap, "inferno", "cmap"),
+        (explorer.scaling, "max", "scaling"), (explorer.sign, "all", "sign"),
+    ]:
+        display = dataclasses.replace(display, **{field: value})
+        check(lambda c=control, v=value: setattr(c, "value", v),
+              explain_picture(lite, "chelsea", "grad_cam", layer="blocks.10", target=281, display=display))
+    assert explorer.session.maps.misses == misses  # display changes never call the model
+    check(lambda: setattr(explorer.image_select, "value", "coffee"),
+          explain_picture(lite, "coffee", "grad_cam", layer="blocks.10", target=281, display=display))
+    explorer.compare.value = ("gradient", "cam")
+    assert len(explorer.compare_box.children) == 2 and explorer.error.value == ""
+    explorer.compare.value = ()
+    # back to the start for the other tests
+    explorer.image_select.value = "chelsea"
+    explorer.target.value = None
+    explorer.layer.value = "head"
+    for control, value in [(explorer.opacity, 0.5), (explorer.cmap, "jet"), (explorer.scaling, "percentile"), (explorer.sign, "absolute")]:
+        control.value = value
+
+
+def test_fifty_rapid_changes_end_on_the_last(explorer, lite) -> None:
+    methods = ["gradient", "cam", "grad_cam", "gradient_x_input", "layer_cam"]
+    for i in range(50):
+        explorer.method.value = methods[i % len(methods)]
+        explorer.opacity.value = round(0.2 + 0.015 * i, 3)
+    final = Display(opacity=round(0.2 + 0.015 * 49, 3))
+    assert explorer.method.value == "layer_cam"
+    np.testing.assert_array_equal(decoded(explorer.image), explain_picture(lite, "chelsea", "layer_cam", display=final))
+    explorer.opacity.value = 0.5
+    explorer.method.value = "grad_cam"
+
+
+def test_a_corrupt_upload_shows_a_message_and_keeps_the_picture(explorer) -> None:
+    before = explorer.image.value
+    chosen = explorer.image_select.value
+    explorer.upload.value = ({"name": "broken.png", "type": "image/png", "size": 9, "content": memoryview(b"not a png"),
+                              "last_modified": __import__("datetime").datetime.now()},)
+    assert "could not be read as an image" in explorer.error.value
+    assert "Traceback" not in explorer.error.value
+    assert explorer.image.value == before and explorer.image_select.value == chosen
+    # a good upload is added and shown
+    good = io.BytesIO()
+    Image.open(__import__("vizwidgets").data.sample_image_path("rocket")).save(good, format="PNG")
+    explorer.upload.value = ({"name": "rocket.png", "type": "image/png", "size": len(good.getvalue()),
+                              "content": memoryview(good.getvalue()), "last_modified": __import__("datetime").datetime.now()},)
+    assert explorer.image_select.value == "rocket.png" and explorer.error.value == ""
+    explorer.image_select.value = "chelsea"
+
+
+def test_every_slider_survives_its_whole_range(lite) -> None:
+    small = dataclasses.replace(lite, preprocess=Preprocess(size=(112, 112), mean=lite.preprocess.mean, std=lite.preprocess.std))
+    ex = Explorer(small, ["chelsea"])
+    for name in METHODS:
+        if name == "score_cam":  # 1280 forward passes: no slider of its own beyond upsample
+            continue
+        ex.method.value = name
+        assert ex.error.value == "", (name, ex.error.value)
+        for option, control in ex.option_controls.items():
+            values = [control.min, control.max] if hasattr(control, "min") else list(getattr(control, "options", [False, True]))
+            for value in values:
+                value = value[1] if isinstance(value, tuple) else value
+                control.value = value
+                assert ex.error.value == "", (name, option, value, ex.error.value)
+            control.value = next(o for o in METHODS[name].options if o.name == option).default
+    ex.method.value = "grad_cam"
+    for layer in ex.layer.options:
+        ex.layer.value = layer
+        assert ex.error.value == "", (layer, ex.error.value)
+    for slider, values in [(ex.opacity, (0.0, 1.0))]:
+        for value in values:
+            slider.value = value
+            assert ex.error.value == ""
+
+
+def test_activation_browser_shows_channels_and_maximises(lite) -> None:
+    browser = ActivationBrowser(lite, ["chelsea"])
+    assert browser.channel.max == 1279 and browser.error.value == ""
+    first = browser.map.value
+    browser.channel.value = 5
+    assert browser.map.value != first
+    browser.layer.value = "blocks.3"
+    assert browser.channel.max == 39 and browser.error.value == ""
+    browser.steps.value = 8
+    browser.run_maximisation()
+    assert browser.synthesised.value and browser.error.value == ""
+
+
+def test_maximisation_widget_gives_the_plain_functions_image(lite) -> None:
+    widget = MaximisationWidget(lite)
+    widget.steps.value = 8
+    result = widget.run()
+    expected = maximize(lite, ClassLogit("goldfinch"), steps=8, progress=False)
+    np.testing.assert_array_equal(result.image.numpy(), expected.image.numpy())
+    assert widget.progress.value == 8 and widget.image.value and widget.error.value == ""
+
+
+def test_stop_ends_a_background_run(lite) -> None:
+    widget = MaximisationWidget(lite)
+    widget.steps.value = 1000
+    widget.run(background=True)
+    time.sleep(1.0)
+    widget.stop()
+    widget._thread.join(timeout=60)
+    assert widget.result is not None and widget.result.steps < 1000
+    assert not widget.run_button.disabled and widget.stop_button.disabled
+
+
+def test_fooling_and_style_widgets_run(lite) -> None:
+    fooling = FoolingWidget(lite)
+    result = fooling.run()
+    assert bool(result.success[0]) and fooling.error.value == ""
+    assert result.steps.tolist() == fool(lite, "chelsea", "goldfinch", progress=False).steps.tolist()
+    style = StyleTransferWidget(lite)
+    style.steps.value = 10
+    result = style.run()
+    assert result.final_loss < result.start_loss and style.image.value and style.error.value == ""
