@@ -40,13 +40,9 @@ def test_conda_environment_lists_every_pyproject_dependency() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
-    ci_lines = [
-        line.strip()
-        for line in (ROOT / ".ci" / "run").read_text().splitlines()
-        if line.strip() and not line.startswith(("#", "set ", "cd ", "export "))
-    ]
-    assert len(ci_lines) == 1
-    assert ci_lines[0] in readme
+    runs = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if "pytest" in line]
+    assert len(runs) == 1
+    assert runs[0] in readme
 
 
 def test_readme_course_command_opens_the_course_folder() -> None:

@@ -53,6 +53,7 @@ def test_every_control_changes_the_picture_to_what_the_plain_function_gives(expl
 
     check(lambda: setattr(explorer.method, "value", "gradient"), explain_picture(lite, "chelsea", "gradient"))
     assert explorer.layer.layout.display == "none"  # no layer for the gradient
+    assert explorer.method.layout.display is None and explorer.image_select.layout.display is None
     check(lambda: setattr(explorer.method, "value", "grad_cam"), explain_picture(lite, "chelsea", "grad_cam"))
     check(lambda: setattr(explorer.layer, "value", "blocks.10"), explain_picture(lite, "chelsea", "grad_cam", layer="blocks.10"))
     second = explorer.target.options[2][1]  # the second most probable class
@@ -81,7 +82,7 @@ def test_every_control_changes_the_picture_to_what_the_plain_function_gives(expl
     explorer.compare.value = ()
     # back to the start for the other tests
     explorer.image_select.value = "chelsea"
-    explorer.target.value = None
+    explorer.target.value = -1  # the predicted class
     explorer.layer.value = "head"
     for control, value in [(explorer.opacity, 0.5), (explorer.cmap, "jet"), (explorer.scaling, "percentile"), (explorer.sign, "absolute")]:
         control.value = value

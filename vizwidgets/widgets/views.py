@@ -29,6 +29,8 @@ from vizwidgets.widgets.state import Display, ExplorerState, Request
 
 __all__ = ["Explorer", "ActivationBrowser", "MaximisationWidget", "FoolingWidget", "StyleTransferWidget", "option_control"]
 
+#: The class dropdown's value for "the predicted class" (a Dropdown cannot select None).
+PREDICTED = -1
 COLORMAPS = ("jet", "inferno", "viridis", "magma", "gray", "coolwarm", "RdBu_r")
 #: Options that tune speed or memory, not what the method shows: not offered as controls.
 _HIDDEN_OPTIONS = ("chunk_size",)
@@ -63,6 +65,11 @@ def option_control(option: Any) -> W.Widget | None:
                            continuous_update=False, style=style, tooltip=option.help)
     return W.FloatSlider(value=float(option.default), min=float(low), max=float(high), step=(float(high) - float(low)) / 100,
                          description=label, continuous_update=False, style=style, tooltip=option.help, readout_format=".3g")
+
+
+def _wide() -> W.Layout:
+    """A fresh layout per control: a shared one would hide them all when one is hidden."""
+    return W.Layout(width="320px")
 
 
 def _bars(entries: Sequence[tuple[int, str, float]], chosen: int | None) -> str:
@@ -108,16 +115,15 @@ class Explorer:
         grouped = sorted(METHODS.values(), key=lambda m: (order.get(m.family, 99), list(METHODS).index(m.name)))
         method_options = [(f"{m.family}: {m.title}", m.name) for m in grouped]
 
-        wide = W.Layout(width="320px")
         style = {"description_width": "initial"}
-        self.image_select = W.Dropdown(options=keys, value=keys[0], description="image", layout=wide)
+        self.image_select = W.Dropdown(options=keys, value=keys[0], description="image", layout=_wide())
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload")
-        self.path = W.Text(placeholder="or a path to an image, then Enter", continuous_update=False, layout=wide)
-        self.method = W.Dropdown(options=method_options, value=method, description="method", layout=wide)
-        self.layer = W.Dropdown(options=self.layers, value=self.state.request.layer or self.layers[-1], description="layer", layout=wide)
-        self.target = W.Dropdown(description="class", layout=wide)
+        self.path = W.Text(placeholder="or a path to an image, then Enter", continuous_update=False, layout=_wide())
+        self.method = W.Dropdown(options=method_options, value=method, description="method", layout=_wide())
+        self.layer = W.Dropdown(options=self.layers, value=self.state.request.layer or self.layers[-1], description="layer", layout=_wide())
+        self.target = W.Dropdown(description="class", layout=_wide())
         self.search = W.Combobox(placeholder="search all classes, then Enter", options=list(self.model.classes),
-                                 ensure_option=False, continuous_update=False, layout=wide)
+                                 ensure_option=False, continuous_update=False, layout=_wide())
         self.options_box = W.VBox()
         self.option_controls: dict[str, W.Widget] = {}
         self._quiet = False
@@ -125,7 +131,7 @@ class Explorer:
         self.cmap = W.Dropdown(options=COLORMAPS, value="jet", description="colours", style=style)
         self.scaling = W.Dropdown(options=["percentile", "max", "minmax"], value="percentile", description="scaling", style=style)
         self.sign = W.ToggleButtons(options=["absolute", "positive", "negative", "all"], value="absolute", style={"button_width": "70px"})
-        self.compare = W.SelectMultiple(options=method_options, value=(), description="compare", rows=6, layout=wide)
+        self.compare = W.SelectMultiple(options=method_options, value=(), description="compare", rows=6, layout=_wide())
         self.image = W.Image(format="png", layout=W.Layout(width="336px", height="336px"))
         self.compare_box = W.HBox()
         self.bars = W.HTML()
@@ -172,7 +178,7 @@ class Explorer:
     def _refresh_targets(self) -> None:
         probabilities = self.session.predictions(self.state.request.image)
         entries = predictions_of(probabilities, self.model.classes)
-        options = [(f"predicted: {entries[0][1]} ({entries[0][2]:.0%})", None)]
+        options = [(f"predicted: {entries[0][1]} ({entries[0][2]:.0%})", PREDICTED)]
         options += [(f"{name} ({p:.1%})", index) for index, name, p in entries]
         chosen = self.state.request.target
         if chosen is not None and chosen not in [i for i, _, _ in entries]:
@@ -180,7 +186,7 @@ class Explorer:
         self._quiet = True  # the dropdown follows the state here; it must not drive it
         try:
             self.target.options = options
-            self.target.value = chosen
+            self.target.value = chosen if chosen is not None else PREDICTED
         finally:
             self._quiet = False
         self.bars.value = _bars(entries, chosen if chosen is not None else entries[0][0])
@@ -265,10 +271,11 @@ class Explorer:
         if self._quiet:
             return
         request = self.state.request
-        self.state.request = Request(request.image, request.method, request.layer, change["new"], request.options)
+        target = None if change["new"] == PREDICTED else change["new"]
+        self.state.request = Request(request.image, request.method, request.layer, target, request.options)
         probabilities = self.session.predictions(request.image)
         entries = predictions_of(probabilities, self.model.classes)
-        self.bars.value = _bars(entries, change["new"] if change["new"] is not None else entries[0][0])
+        self.bars.value = _bars(entries, target if target is not None else entries[0][0])
         self._update()
 
     def _on_search(self, change: dict) -> None:
