@@ -23,7 +23,13 @@ import nbformat
 import pytest
 import torch
 
-from vizwidgets.checks import check_softmax, check_top_k
+from vizwidgets.checks import (
+    check_input_gradient,
+    check_saliency_map,
+    check_smoothgrad,
+    check_softmax,
+    check_top_k,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -389,7 +395,7 @@ def test_graders_pass_an_unstarted_exercise_through() -> None:
     def unstarted(*args: object) -> None:
         raise NotImplementedError("Exercise: write it")
 
-    for grader in (check_softmax, check_top_k):
+    for grader in (check_softmax, check_top_k, check_input_gradient, check_saliency_map, check_smoothgrad):
         with pytest.raises(NotImplementedError, match="Exercise: write it"):
             grader(unstarted)
 
@@ -406,6 +412,61 @@ def test_grader_messages_name_the_input_and_chain_the_error() -> None:
         check_softmax(lambda z: z.no_such_method())
     assert "the logits [1, 2, 3]" in str(info.value)
     assert isinstance(info.value.__cause__, AttributeError)
+
+
+def _input_gradient_right(model, x, target):
+    inputs = x.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(inputs)[torch.arange(len(target)), target].sum(), inputs)
+    return grad
+
+
+def _smooth_right(model, x, target, samples, noise, generator):
+    sigma = noise * (x.max() - x.min())
+    total = torch.zeros_like(x)
+    for _ in range(samples):
+        total += _input_gradient_right(model, x + torch.randn(x.shape, generator=generator) * sigma, target)
+    return total / samples
+
+
+def test_saliency_graders_accept_right_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    check_input_gradient(_input_gradient_right)
+    check_saliency_map(lambda grad: grad.abs().max(dim=1).values)
+    check_smoothgrad(_smooth_right)
+    assert capsys.readouterr().out.count("Correct!") == 3
+
+
+def _all_logits(model, x, target):
+    inputs = x.detach().clone().requires_grad_(True)
+    return torch.autograd.grad(model(inputs).sum(), inputs)[0]
+
+
+def _probability(model, x, target):
+    inputs = x.detach().clone().requires_grad_(True)
+    return torch.autograd.grad(model(inputs).softmax(1)[torch.arange(len(target)), target].sum(), inputs)[0]
+
+
+def _in_place(model, x, target):
+    x += 1.0
+    return _input_gradient_right(model, x, target)
+
+
+@pytest.mark.parametrize(
+    ("grader", "fn", "words"),
+    [
+        (check_input_gradient, _all_logits, "sum of all logits"),
+        (check_input_gradient, _probability, "softmax probability"),
+        (check_input_gradient, _in_place, "changed the images x"),
+        (check_input_gradient, lambda model, x, target: model(x), "shape"),
+        (check_saliency_map, lambda grad: grad.amax(dim=1), "absolute value"),
+        (check_saliency_map, lambda grad: grad.abs().sum(dim=1), "not the sum"),
+        (check_saliency_map, lambda grad: grad.abs().amax(dim=0), "dim=1"),
+        (check_smoothgrad, lambda *a: _smooth_right(*a) * a[3], "divide the sum"),
+        (check_smoothgrad, lambda m, x, t, s, n, g: _input_gradient_right(m, x, t), "plain gradient"),
+    ],
+)
+def test_saliency_graders_reject_wrong_answers(grader, fn, words) -> None:
+    with pytest.raises(AssertionError, match=words):
+        grader(fn)
 
 
 # --- (d) the notebooks run ------------------------------------------------------------------

@@ -36,6 +36,8 @@ __all__ = [
     "to_pixels",
     "run_loop",
     "check_steps",
+    "image_size",
+    "ImageResult",
     "check_positive",
     "generator",
 ]
@@ -161,6 +163,31 @@ def to_pixels(model: PixelModel, images: Any, what: str = "images") -> Tensor:
             picture = picture.resize((width, height), Image.Resampling.BICUBIC)
         arrays.append(torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0))
     return torch.stack(arrays).permute(0, 3, 1, 2).contiguous().to(model.device)
+
+
+def image_size(size: Any, default: tuple[int, int]) -> tuple[int, int]:
+    """``(height, width)`` from None (``default``), an int (a square) or a pair."""
+    if size is None:
+        return default
+    if isinstance(size, int) and not isinstance(size, bool):
+        pair: tuple[int, int] = (size, size)
+    elif isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        pair = (int(size[0]), int(size[1]))
+    else:
+        raise ValueError(f"size must be an int or (height, width), got {size!r}")
+    if min(pair) < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return pair
+
+
+class ImageResult:
+    """A result holding ``image``, ``(1, 3, H, W)`` pixels in [0, 1]."""
+
+    image: Tensor
+
+    def to_numpy(self) -> np.ndarray:
+        """``(H, W, 3)`` float32 in [0, 1], for ``plt.imshow``."""
+        return self.image[0].permute(1, 2, 0).detach().cpu().numpy()
 
 
 def check_steps(steps: Any, name: str = "steps", minimum: int = 1) -> int:

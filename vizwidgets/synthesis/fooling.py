@@ -42,6 +42,7 @@ from vizwidgets.synthesis._common import (
     check_positive,
     check_steps,
     generator,
+    image_size,
     pixel_model,
     run_loop,
     to_pixels,
@@ -310,12 +311,7 @@ def fooling_image(
     max_steps = check_steps(max_steps, "max_steps")
     lr = check_positive(lr, "lr")
     pm = pixel_model(model)
-    if size is None:
-        hw = pm.size
-    elif isinstance(size, int) and not isinstance(size, bool):
-        hw = (size, size)
-    else:
-        hw = (int(size[0]), int(size[1]))
+    hw = image_size(size, pm.size)
     noise = torch.rand((1, 3, *hw), generator=generator(seed)).to(pm.device)
     pm_, x, original, goal = _start(pm, noise, target)
     assert goal is not None

@@ -45,10 +45,12 @@ from vizwidgets._ops import gaussian_blur, total_variation
 from vizwidgets.attribution.base import prepared
 from vizwidgets.synthesis._common import (
     Callback,
+    ImageResult,
     PixelModel,
     check_positive,
     check_steps,
     generator,
+    image_size,
     pixel_model,
     run_loop,
 )
@@ -288,7 +290,7 @@ def random_transform(
 
 
 @dataclass
-class Visualization:
+class Visualization(ImageResult):
     """The result of :func:`maximize`.
 
     Attributes
@@ -314,10 +316,6 @@ class Visualization:
     objective: str
     steps: int
     interrupted: bool = False
-
-    def to_numpy(self) -> np.ndarray:
-        """``(H, W, 3)`` float32 in [0, 1], for ``plt.imshow``."""
-        return self.image[0].permute(1, 2, 0).detach().cpu().numpy()
 
 
 def _evaluate(model: PixelModel, objective: Objective, image: Tensor) -> Tensor:
@@ -403,12 +401,7 @@ def maximize(
             "already damps high frequencies (set blur_every=0, or use parametrization='pixels')"
         )
     blur = check_positive(blur_sigma, "blur_sigma") if blur_every else None
-    if size is None:
-        hw = pm.size
-    elif isinstance(size, int) and not isinstance(size, bool):
-        hw = (size, size)
-    else:
-        hw = (int(size[0]), int(size[1]))
+    hw = image_size(size, pm.size)
     if min(hw) < 2 * jitter + 8:
         raise ValueError(f"size {hw} is too small for jitter={jitter}: use at least {2 * jitter + 8} pixels a side")
 

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -35,6 +34,7 @@ from vizwidgets._ops import total_variation
 from vizwidgets.attribution.base import prepared
 from vizwidgets.synthesis._common import (
     Callback,
+    ImageResult,
     PixelModel,
     check_positive,
     check_steps,
@@ -125,7 +125,7 @@ def style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
 
 
 @dataclass
-class StyleResult:
+class StyleResult(ImageResult):
     """The result of :func:`style_transfer`.
 
     Attributes
@@ -149,10 +149,6 @@ class StyleResult:
     preset: StylePreset
     steps: int
     interrupted: bool = False
-
-    def to_numpy(self) -> np.ndarray:
-        """``(H, W, 3)`` float32 in [0, 1], for ``plt.imshow``."""
-        return self.image[0].permute(1, 2, 0).detach().cpu().numpy()
 
 
 def _preset(pm: PixelModel, preset: StylePreset | str | None) -> StylePreset:
@@ -310,7 +306,7 @@ def style_transfer(
 
 
 @dataclass
-class InversionResult:
+class InversionResult(ImageResult):
     """The result of :func:`invert_features`: ``image`` ``(1, 3, H, W)``, the per-step
     ``losses``, the relative feature distance of the start and the end, steps done."""
 
@@ -321,9 +317,6 @@ class InversionResult:
     layer: str
     steps: int
     interrupted: bool = False
-
-    def to_numpy(self) -> np.ndarray:
-        return self.image[0].permute(1, 2, 0).detach().cpu().numpy()
 
 
 def invert_features(
