@@ -69,14 +69,16 @@ class _ModifiedRectifier(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (x,) = ctx.saved_tensors
         rule = ctx.rule.rule
-        if rule != "gradient":
-            grad = grad.clamp(min=0.0)
         if rule == "deconvnet":
-            return grad, None, None
+            return grad.clamp(min=0.0), None, None
         # grad * [0 < x < upper] in one fused kernel: the rectifiers' own backward functions
         if math.isfinite(ctx.upper):
-            return torch.ops.aten.hardtanh_backward(grad, x, 0.0, ctx.upper), None, None
-        return torch.ops.aten.threshold_backward(grad, x, 0.0), None, None
+            out = torch.ops.aten.hardtanh_backward(grad, x, 0.0, ctx.upper)
+        else:
+            out = torch.ops.aten.threshold_backward(grad, x, 0.0)
+        if rule == "guided":
+            out.clamp_(min=0.0)  # max(g, 0) * mask == max(g * mask, 0); in place: no new tensor
+        return out, None, None
 
 
 class _RectifierWithModifiedBackward(nn.Module):
