@@ -24,6 +24,8 @@ import pytest
 import torch
 
 from vizwidgets.checks import (
+    check_guided_relu_function,
+    check_rectifier_rules,
     check_input_gradient,
     check_saliency_map,
     check_smoothgrad,
@@ -395,7 +397,7 @@ def test_graders_pass_an_unstarted_exercise_through() -> None:
     def unstarted(*args: object) -> None:
         raise NotImplementedError("Exercise: write it")
 
-    for grader in (check_softmax, check_top_k, check_input_gradient, check_saliency_map, check_smoothgrad):
+    for grader in (check_softmax, check_top_k, check_input_gradient, check_saliency_map, check_smoothgrad, check_rectifier_rules):
         with pytest.raises(NotImplementedError, match="Exercise: write it"):
             grader(unstarted)
 
@@ -467,6 +469,42 @@ def _in_place(model, x, target):
 def test_saliency_graders_reject_wrong_answers(grader, fn, words) -> None:
     with pytest.raises(AssertionError, match=words):
         grader(fn)
+
+
+def _rules_right(grad, x, rule):
+    masked = grad * (x > 0)
+    return {"gradient": masked, "deconvnet": grad.clamp(min=0), "guided": masked.clamp(min=0)}[rule]
+
+
+class _GuidedRight(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad.clamp(min=0) * (x > 0)
+
+
+class _PlainBackward(_GuidedRight):
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (x > 0)
+
+
+def test_guided_graders_accept_right_and_reject_wrong_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    check_rectifier_rules(_rules_right)
+    check_guided_relu_function(_GuidedRight)
+    assert capsys.readouterr().out.count("Correct!") == 2
+    with pytest.raises(AssertionError, match="what the 'gradient' rule sends back"):
+        check_rectifier_rules(lambda g, x, rule: g * (x > 0))
+    with pytest.raises(AssertionError, match="(?s)backward pass of _PlainBackward is wrong.*'gradient' rule"):
+        check_guided_relu_function(_PlainBackward)
+    with pytest.raises(TypeError, match="subclass of torch.autograd.Function"):
+        check_guided_relu_function(_GuidedRight.apply)  # type: ignore[arg-type]
 
 
 # --- (d) the notebooks run ------------------------------------------------------------------
