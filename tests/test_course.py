@@ -24,6 +24,8 @@ import pytest
 import torch
 
 from vizwidgets.checks import (
+    check_cam,
+    check_grad_cam,
     check_guided_relu_function,
     check_rectifier_rules,
     check_input_gradient,
@@ -505,6 +507,18 @@ def test_guided_graders_accept_right_and_reject_wrong_answers(capsys: pytest.Cap
         check_guided_relu_function(_PlainBackward)
     with pytest.raises(TypeError, match="subclass of torch.autograd.Function"):
         check_guided_relu_function(_GuidedRight.apply)  # type: ignore[arg-type]
+
+
+def test_cam_graders_accept_right_and_reject_wrong_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    check_cam(lambda a, w, c: torch.einsum("k,nkhw->nhw", w[c], a))
+    check_grad_cam(lambda a, g: torch.relu((g.mean(dim=(2, 3))[:, :, None, None] * a).sum(dim=1)))
+    assert capsys.readouterr().out.count("Correct!") == 2
+    with pytest.raises(AssertionError, match="no ReLU here"):
+        check_cam(lambda a, w, c: torch.relu(torch.einsum("k,nkhw->nhw", w[c], a)))
+    with pytest.raises(AssertionError, match="apply the ReLU at the end"):
+        check_grad_cam(lambda a, g: (g.mean(dim=(2, 3))[:, :, None, None] * a).sum(dim=1))
+    with pytest.raises(AssertionError, match="not the sum"):
+        check_grad_cam(lambda a, g: torch.relu((g.sum(dim=(2, 3))[:, :, None, None] * a).sum(dim=1)))
 
 
 # --- (d) the notebooks run ------------------------------------------------------------------
