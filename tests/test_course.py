@@ -24,6 +24,8 @@ import pytest
 import torch
 
 from vizwidgets.checks import (
+    check_completeness_gap,
+    check_riemann_ig,
     check_cam,
     check_grad_cam,
     check_guided_relu_function,
@@ -519,6 +521,28 @@ def test_cam_graders_accept_right_and_reject_wrong_answers(capsys: pytest.Captur
         check_grad_cam(lambda a, g: (g.mean(dim=(2, 3))[:, :, None, None] * a).sum(dim=1))
     with pytest.raises(AssertionError, match="not the sum"):
         check_grad_cam(lambda a, g: torch.relu((g.sum(dim=(2, 3))[:, :, None, None] * a).sum(dim=1)))
+
+
+def _riemann_right(model, x, baseline, target, steps, offset=0.5):
+    alphas = [(k + offset) / steps for k in range(steps)]
+    grads = sum(_input_gradient_right(model, baseline + a * (x - baseline), target) for a in alphas)
+    return (x - baseline) * grads / steps
+
+
+def test_ig_graders_accept_right_and_reject_wrong_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    check_riemann_ig(_riemann_right)
+
+    def gap(model, x, baseline, target, attributions):
+        with torch.no_grad():
+            rows = torch.arange(len(target))
+            return attributions.sum(dim=(1, 2, 3)) - (model(x)[rows, target] - model(baseline)[rows, target])
+
+    check_completeness_gap(gap)
+    assert capsys.readouterr().out.count("Correct!") == 2
+    with pytest.raises(AssertionError, match="not k / steps"):
+        check_riemann_ig(lambda m, x, b, t, s: _riemann_right(m, x, b, t, s, offset=0.0))
+    with pytest.raises(AssertionError, match="not F\\(baseline\\) - F\\(x\\)"):
+        check_completeness_gap(lambda m, x, b, t, a: gap(m, b, x, t, a))  # F(b) - F(x): the wrong sign
 
 
 # --- (d) the notebooks run ------------------------------------------------------------------

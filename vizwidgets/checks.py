@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["check_softmax", "check_top_k", "check_input_gradient", "check_saliency_map", "check_smoothgrad", "check_rectifier_rules", "check_guided_relu_function", "check_cam", "check_grad_cam"]
+__all__ = ["check_softmax", "check_top_k", "check_input_gradient", "check_saliency_map", "check_smoothgrad", "check_rectifier_rules", "check_guided_relu_function", "check_cam", "check_grad_cam", "check_riemann_ig", "check_completeness_gap"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -714,3 +714,89 @@ def check_grad_cam(grad_cam_map: Callable[[Tensor, Tensor], Tensor]) -> None:
         hint = next((h for ref, h in hints if _close(result, ref)), "alpha = gradient.mean(dim=(2, 3), keepdim=True); relu((alpha * activation).sum(dim=1))")
         raise AssertionError(f"On {case}, {name} gave a wrong map.\n{_compare(result, expected)}\nHint: {hint}.")
     print(f"Correct! {name} computes ReLU(sum_k alpha_k A_k) with alpha_k the mean gradient.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Integrated Gradients (notebook 04)
+# ---------------------------------------------------------------------------------------------
+
+
+def _smooth_net(seed: int) -> torch.nn.Module:
+    """A tiny smooth classifier (Softplus), so that quadrature errors are small and known."""
+    generator = torch.Generator().manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Softplus(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(4, 3),
+    )
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    return net.double().eval()
+
+
+def _reference_riemann_ig(model: torch.nn.Module, x: Tensor, baseline: Tensor, target: Tensor, steps: int,
+                          offset: float = 0.5) -> Tensor:
+    total = torch.zeros_like(x)
+    for k in range(steps):
+        total += _reference_gradient(model, baseline + (k + offset) / steps * (x - baseline), target)
+    return (x - baseline) * total / steps
+
+
+def _ig_cases() -> list[tuple[str, torch.nn.Module, Tensor, Tensor, Tensor, int]]:
+    generator = torch.Generator().manual_seed(8)
+    x1 = torch.randn(1, 3, 5, 5, generator=generator, dtype=torch.float64)
+    x2 = torch.randn(2, 3, 4, 6, generator=generator, dtype=torch.float64)
+    return [
+        ("one 5x5 image, zero baseline, 4 steps", _smooth_net(0), x1, torch.zeros_like(x1), torch.tensor([1]), 4),
+        ("a batch of 2 images, a random baseline, 6 steps", _smooth_net(1), x2,
+         torch.randn(2, 3, 4, 6, generator=generator, dtype=torch.float64), torch.tensor([2, 0]), 6),
+    ]
+
+
+def check_riemann_ig(riemann_ig: Callable[..., Tensor]) -> None:
+    """Grade ``riemann_ig(model, x, baseline, target, steps)``: Integrated Gradients with the
+    midpoint rule, ``alpha_k = (k + 0.5) / steps``."""
+    _require_callable(riemann_ig, "riemann_ig", "check_riemann_ig(riemann_ig)")
+    name = _name(riemann_ig)
+    for case, model, x, baseline, target, steps in _ig_cases():
+        expected = _reference_riemann_ig(model, x, baseline, target, steps)
+        result = _call(riemann_ig, case, model, x, baseline, target, steps, what="x or the baseline")
+        result = _require_tensor(result, "the attributions", riemann_ig, case)
+        if tuple(result.shape) != tuple(x.shape):
+            raise AssertionError(f"On {case}, {name} returned shape {tuple(result.shape)}, expected {tuple(x.shape)}.")
+        if _close(result, expected):
+            continue
+        hints = [
+            (_reference_riemann_ig(model, x, baseline, target, steps, offset=0.0), "use the midpoints, alpha = (k + 0.5) / steps, not k / steps"),
+            (_reference_riemann_ig(model, x, baseline, target, steps, offset=1.0), "use the midpoints, alpha = (k + 0.5) / steps, not (k + 1) / steps"),
+            (expected * steps, "average the gradients: divide their sum by steps"),
+            (expected / (x - baseline).where((x - baseline) != 0, torch.ones_like(x)), "multiply the averaged gradient by (x - baseline)"),
+        ]
+        hint = next((h for ref, h in hints if _close(result, ref)), "follow the formula step by step")
+        raise AssertionError(f"On {case}, {name} gave wrong attributions.\n{_compare(result, expected)}\nHint: {hint}.")
+    print(f"Correct! {name} integrates the gradient along the path with the midpoint rule.")
+
+
+def check_completeness_gap(completeness_gap: Callable[..., Tensor]) -> None:
+    """Grade ``completeness_gap(model, x, baseline, target, attributions)``:
+    ``sum(attributions) - (F(x) - F(baseline))`` per image, ``(N,)``."""
+    _require_callable(completeness_gap, "completeness_gap", "check_completeness_gap(completeness_gap)")
+    name = _name(completeness_gap)
+    for case, model, x, baseline, target, steps in _ig_cases():
+        attributions = _reference_riemann_ig(model, x, baseline, target, steps)
+        with torch.no_grad():
+            rows = torch.arange(len(target))
+            difference = model(x)[rows, target] - model(baseline)[rows, target]
+        expected = attributions.sum(dim=(1, 2, 3)) - difference
+        result = _call(completeness_gap, case, model, x, baseline, target, attributions, what="its inputs")
+        result = _require_tensor(result, "the gaps", completeness_gap, case)
+        if tuple(result.shape) != tuple(expected.shape):
+            raise AssertionError(f"On {case}, {name} returned shape {tuple(result.shape)}, expected one gap per "
+                                 f"image, {tuple(expected.shape)}.\nHint: sum over dims (1, 2, 3) only.")
+        if _close(result, expected):
+            continue
+        hint = ("subtract F(x) - F(baseline), not F(baseline) - F(x)"
+                if _close(result, attributions.sum(dim=(1, 2, 3)) + difference) else
+                "use each image's target logit, model(x)[torch.arange(N), target]")
+        raise AssertionError(f"On {case}, {name} gave wrong gaps.\n{_compare(result, expected)}\nHint: {hint}.")
+    print(f"Correct! {name} measures how far the attributions are from completeness.")
