@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from vizwidgets.checks import (
+    check_fgsm_step,
     check_completeness_gap,
     check_riemann_ig,
     check_cam,
@@ -543,6 +544,19 @@ def test_ig_graders_accept_right_and_reject_wrong_answers(capsys: pytest.Capture
         check_riemann_ig(lambda m, x, b, t, s: _riemann_right(m, x, b, t, s, offset=0.0))
     with pytest.raises(AssertionError, match="not F\\(baseline\\) - F\\(x\\)"):
         check_completeness_gap(lambda m, x, b, t, a: gap(m, b, x, t, a))  # F(b) - F(x): the wrong sign
+
+
+def _fgsm_right(model, x, target, epsilon, sign=-1.0):
+    xg = x.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(xg), target, reduction="sum"), xg)
+    return (x + sign * epsilon * grad.sign()).clamp(0, 1)
+
+
+def test_fgsm_grader_accepts_right_and_rejects_wrong_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    check_fgsm_step(_fgsm_right)
+    assert capsys.readouterr().out.startswith("Correct!")
+    with pytest.raises(AssertionError, match="against"):
+        check_fgsm_step(lambda m, x, t, e: _fgsm_right(m, x, t, e, sign=1.0))
 
 
 # --- (d) the notebooks run ------------------------------------------------------------------

@@ -1,0 +1,148 @@
+# %% [markdown]
+# # Fooling a network
+#
+# A change of a few grey levels per pixel, invisible to us, can turn a cat into a goldfinch
+# for the network, with 99 % confidence. And pure noise can be a goldfinch too. In this
+# notebook you will:
+#
+# - write the **fast gradient sign method** (FGSM, Goodfellow, Shlens & Szegedy 2015);
+# - iterate it into a targeted attack that runs until the network is sure (Szegedy et al.
+#   2014 showed such perturbations exist; projected gradient steps as in Madry et al. 2018);
+# - grow an image from noise that the network calls a goldfinch (Nguyen, Yosinski & Clune
+#   2015);
+# - look at the perturbation, and at what the explanation methods say about a fooled image.
+#
+# Everything here works in **pixel space**: images are tensors in $[0, 1]$, and a budget of
+# $\varepsilon = 8/255$ means no pixel value changes by more than eight grey levels.
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+
+from vizwidgets.attribution import grad_cam
+from vizwidgets.checks import check_fgsm_step
+from vizwidgets.models import load_model
+from vizwidgets.synthesis import fool, fooling_image, pixel_model, to_pixels
+from vizwidgets.viz import normalize, overlay
+from vizwidgets.widgets import FoolingWidget
+
+loaded = load_model()
+pm = pixel_model(loaded)  # the network, taking pixels in [0, 1]
+x = to_pixels(pm, "chelsea")  # (1, 3, 224, 224) in [0, 1]
+goldfinch = loaded.classes.index("goldfinch")
+with torch.no_grad():
+    p = pm(x).softmax(dim=1)[0]
+print(f"chelsea: {loaded.classes[int(p.argmax())]} {p.max():.1%}, goldfinch {p[goldfinch]:.2e}")
+
+# %% [markdown]
+# ## FGSM
+#
+# Let $L(x, y)$ be the cross-entropy of the network's output for image $x$ and class $y$. To
+# move *towards* a target class $t$, lower $L(x, t)$; with one step of size $\varepsilon$ in
+# every pixel value, the best first-order step is along the sign of the gradient:
+#
+# $$x' = \mathrm{clip}_{[0, 1]}\big(x - \varepsilon\, \mathrm{sign}(\nabla_x L(x, t))\big).$$
+#
+# (To move *away* from the true class $y$, take $+\varepsilon\,\mathrm{sign}(\nabla_x L(x, y))$.)
+#
+# ### Exercise: one targeted FGSM step
+#
+# Write `fgsm_step(model, x, target, epsilon)`: `model` takes pixels and returns logits; `x`
+# is `(N, 3, H, W)` in $[0, 1]$; `target` holds `N` class indices. Compute the summed
+# cross-entropy `torch.nn.functional.cross_entropy(model(xg), target, reduction="sum")` on a
+# copy `xg` of `x` that requires gradients, take its gradient, and return the clipped step
+# above. Do not change `x`.
+
+# %%
+def fgsm_step(model, x, target, epsilon):
+    """One targeted FGSM step: clip(x - epsilon * sign(grad of the loss of target), 0, 1)."""
+    # BEGIN SOLUTION differentiate the cross-entropy of the target, step against its sign, clamp
+    xg = x.detach().clone().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(model(xg), target, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, xg)
+    return (x - epsilon * grad.sign()).clamp(0.0, 1.0)
+    # END SOLUTION
+
+
+# %% tags=["check"]
+check_fgsm_step(fgsm_step)
+
+# %% [markdown]
+# One step rarely makes the network *sure*. Repeating small steps, each time projecting back
+# into the $\varepsilon$-box around the original, does. `vizwidgets.synthesis.fool` runs
+# steps of one grey level until the target's probability reaches the confidence asked for.
+
+# %%
+attack = fool(loaded, "chelsea", "goldfinch", confidence=0.99, epsilon=8 / 255, progress=False)
+print(f"steps: {attack.steps.item()}, goldfinch probability {attack.confidence[0][-1]:.3f}, "
+      f"largest change {attack.linf.item() * 255:.1f} grey levels")
+
+fig, axes = plt.subplots(1, 4, figsize=(15, 4))
+axes[0].imshow(attack.originals[0].permute(1, 2, 0))
+axes[0].set_title("original: Egyptian cat")
+axes[1].imshow(attack.images[0].permute(1, 2, 0))
+axes[1].set_title(f"{loaded.classes[attack.predicted.item()]} ({attack.confidence[0][-1]:.0%})")
+axes[2].imshow((attack.perturbation[0].permute(1, 2, 0) * 255 / 16 + 0.5).clamp(0, 1))
+axes[2].set_title("the change, x16")
+axes[3].plot(attack.confidence[0], marker="o")
+axes[3].set_xlabel("step")
+axes[3].set_ylabel("goldfinch probability")
+for ax in axes[:3]:
+    ax.axis("off")
+plt.show()
+
+# %% [markdown]
+# ## What do the explanations say?
+#
+# Grad-CAM for "goldfinch" on the fooled image points at the cat's face: the change is spread
+# over every pixel, and the features that now vote for the bird are those of the cat's eyes
+# and nose. An explanation method explains the network, not the world: it cannot tell us the
+# image was tampered with.
+
+# %%
+fooled_input = pm.normalize(attack.images)
+fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+for ax, (title, image, target) in zip(axes, [("original, Egyptian cat", pm.normalize(attack.originals), 285),
+                                              ("fooled, goldfinch", fooled_input, goldfinch)]):
+    result = grad_cam(loaded, image, target)
+    ax.imshow(overlay(loaded.preprocess.inverse(image[0]), normalize(result, scaling="max")[0]))
+    ax.set_title(f"Grad-CAM: {title}")
+    ax.axis("off")
+plt.show()
+
+# %% [markdown]
+# ## A goldfinch made of noise
+#
+# Nguyen et al. (2015) showed that networks give high confidence to images that are nothing
+# like the class. Start from uniform noise and climb the log-probability of "goldfinch",
+# with no budget at all:
+
+# %%
+noise = fooling_image(loaded, "goldfinch", confidence=0.99, progress=False)
+fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+axes[0].imshow(noise.originals[0].permute(1, 2, 0))
+axes[0].set_title(f"noise: goldfinch {noise.confidence[0][0]:.1e}")
+axes[1].imshow(noise.images[0].permute(1, 2, 0))
+axes[1].set_title(f"after {noise.steps.item()} steps: goldfinch {noise.confidence[0][-1]:.0%}")
+for ax in axes:
+    ax.axis("off")
+plt.show()
+
+# %% [markdown]
+# ## Explore
+#
+# The widget runs the targeted attack with the controls' values and shows the image as it
+# changes. Try a smaller budget (2 or 4 grey levels), other targets, other images.
+
+# %%
+widget = FoolingWidget(loaded)
+widget.widget
+
+# %% [markdown]
+# ## Recap
+#
+# - **FGSM**: one step of $\varepsilon$ along the sign of the loss gradient; **iterated and
+#   projected** (PGD-style), it reaches any confidence within a budget of a few grey levels.
+# - The perturbation is spread over the whole image and invisible; explanations of the
+#   fooled image follow the network, not what we see.
+# - Networks give high confidence to **noise** that resembles nothing.
