@@ -24,6 +24,9 @@ import pytest
 import torch
 
 from vizwidgets.checks import (
+    check_gram_matrix,
+    check_style_loss,
+    check_total_variation,
     check_fgsm_step,
     check_completeness_gap,
     check_riemann_ig,
@@ -557,6 +560,22 @@ def test_fgsm_grader_accepts_right_and_rejects_wrong_answers(capsys: pytest.Capt
     assert capsys.readouterr().out.startswith("Correct!")
     with pytest.raises(AssertionError, match="against"):
         check_fgsm_step(lambda m, x, t, e: _fgsm_right(m, x, t, e, sign=1.0))
+
+
+def test_tv_gram_and_style_graders(capsys: pytest.CaptureFixture[str]) -> None:
+    from vizwidgets._ops import total_variation
+    from vizwidgets.synthesis import gram_matrix, style_loss
+
+    check_total_variation(total_variation)
+    check_gram_matrix(gram_matrix)
+    check_style_loss(style_loss)
+    assert capsys.readouterr().out.count("Correct!") == 3
+    with pytest.raises(AssertionError, match="do not sum them"):
+        check_total_variation(lambda x: total_variation(x) * (x.shape[2] - 1) * (x.shape[3] - 1))
+    with pytest.raises(AssertionError, match="divide by the number of positions"):
+        check_gram_matrix(lambda f: gram_matrix(f) * f.shape[2] * f.shape[3])
+    with pytest.raises(AssertionError, match="divide by 4 C\\^2"):
+        check_style_loss(lambda f, a: style_loss(f, a) * 4 * f.shape[1] ** 2)
 
 
 # --- (d) the notebooks run ------------------------------------------------------------------
