@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from vizwidgets.checks import (
+    check_lrp_epsilon,
     check_gram_matrix,
     check_style_loss,
     check_total_variation,
@@ -576,6 +577,19 @@ def test_tv_gram_and_style_graders(capsys: pytest.CaptureFixture[str]) -> None:
         check_gram_matrix(lambda f: gram_matrix(f) * f.shape[2] * f.shape[3])
     with pytest.raises(AssertionError, match="divide by 4 C\\^2"):
         check_style_loss(lambda f, a: style_loss(f, a) * 4 * f.shape[1] ** 2)
+
+
+def test_lrp_grader_accepts_the_packages_rule_and_rejects_wrong_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    def right(a, w, b, r, eps):
+        z = a @ w.T + b
+        return a * ((r / (z + eps * torch.where(z >= 0, 1.0, -1.0))) @ w)
+
+    check_lrp_epsilon(right)
+    assert capsys.readouterr().out.startswith("Correct!")
+    with pytest.raises(AssertionError, match="multiply by the activations"):
+        check_lrp_epsilon(lambda a, w, b, r, eps: right(a, w, b, r, eps) / a)
+    with pytest.raises(AssertionError, match="z includes the bias"):
+        check_lrp_epsilon(lambda a, w, b, r, eps: right(a, w, torch.zeros_like(b), r, eps))
 
 
 # --- (d) the notebooks run ------------------------------------------------------------------
