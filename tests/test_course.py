@@ -24,6 +24,8 @@ import pytest
 import torch
 
 from vizwidgets.checks import (
+    check_curve_area,
+    check_pointing_hit,
     check_lrp_epsilon,
     check_gram_matrix,
     check_style_loss,
@@ -590,6 +592,18 @@ def test_lrp_grader_accepts_the_packages_rule_and_rejects_wrong_ones(capsys: pyt
         check_lrp_epsilon(lambda a, w, b, r, eps: right(a, w, b, r, eps) / a)
     with pytest.raises(AssertionError, match="z includes the bias"):
         check_lrp_epsilon(lambda a, w, b, r, eps: right(a, w, torch.zeros_like(b), r, eps))
+
+
+def test_evaluation_graders(capsys: pytest.CaptureFixture[str]) -> None:
+    from vizwidgets.metrics import pointing_game
+
+    check_curve_area(lambda f, s: torch.trapezoid(s, f, dim=1))
+    check_pointing_hit(lambda heat, box, tol: bool(pointing_game(heat[None, None], [box], tolerance=tol)[0]))
+    assert capsys.readouterr().out.count("Correct!") == 2
+    with pytest.raises(AssertionError, match="not only the left one"):
+        check_curve_area(lambda f, s: (s[:, :-1] * (f[1:] - f[:-1])).sum(dim=1))
+    with pytest.raises(AssertionError, match="expected False"):
+        check_pointing_hit(lambda heat, box, tol: True)
 
 
 # --- (d) the notebooks run ------------------------------------------------------------------
