@@ -79,6 +79,9 @@ def test_every_control_changes_the_picture_to_what_the_plain_function_gives(expl
           explain_picture(lite, "coffee", "grad_cam", layer="blocks.10", target=281, display=display))
     explorer.compare.value = ("gradient", "cam")
     assert len(explorer.compare_box.children) == 2 and explorer.error.value == ""
+    explorer.compare.value = ("gradient", "cam", "layer_cam", "xgrad_cam", "grad_cam")  # grad_cam is the main one
+    assert len(explorer.compare_box.children) == 4  # three pictures and a note
+    assert "first 3 of 4" in explorer.compare_box.children[-1].value
     explorer.compare.value = ()
     # back to the start for the other tests
     explorer.image_select.value = "chelsea"

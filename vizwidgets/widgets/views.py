@@ -29,6 +29,8 @@ from vizwidgets.widgets.state import Display, ExplorerState, Request
 
 __all__ = ["Explorer", "ActivationBrowser", "MaximisationWidget", "FoolingWidget", "StyleTransferWidget", "option_control"]
 
+#: Methods shown beside the main one in compare mode (four pictures in all).
+MAX_COMPARED = 3
 #: The class dropdown's value for "the predicted class" (a Dropdown cannot select None).
 PREDICTED = -1
 COLORMAPS = ("jet", "inferno", "viridis", "magma", "gray", "coolwarm", "RdBu_r")
@@ -205,13 +207,14 @@ class Explorer:
             picture = self.session.picture(request.image)
             self.image.value = png(render(picture, attribution, self.state.display))
             panels = []
-            for name in self.compare.value:
-                if name == request.method:
-                    continue
+            others = [name for name in self.compare.value if name != request.method]
+            for name in others[:MAX_COMPARED]:
                 other = Request(request.image, name, self._layer_for(name, None), request.target)
                 drawn = render(picture, self.session.explanation(other), self.state.display)
                 panels.append(W.VBox([W.HTML(f"<b>{html.escape(self._methods[name].title)}</b>"),
                                       W.Image(value=png(drawn), format="png", layout=W.Layout(width="224px"))]))
+            if len(others) > MAX_COMPARED:
+                panels.append(W.HTML(f"<small>showing the first {MAX_COMPARED} of {len(others)} methods</small>"))
             self.compare_box.children = panels
             self.state.request = request
             self.state.seconds = time.perf_counter() - started
