@@ -187,3 +187,23 @@ def test_fooling_and_style_widgets_run(lite) -> None:
     style.steps.value = 10
     result = style.run()
     assert result.final_loss < result.start_loss and style.image.value and style.error.value == ""
+
+
+def test_explorer_on_a_practitioners_own_torchvision_model(lite) -> None:
+    import torchvision
+
+    from vizwidgets.models import LoadedModel
+
+    torch_model = torchvision.models.resnet18()  # random weights: no download needed
+    torch_model.eval()
+    own = LoadedModel("my_resnet18", torch_model, Preprocess(), lite.classes, "layer4")
+    ex = Explorer(own, ["chelsea"])
+    assert ex.error.value == "" and ex.layer.value == "layer4"
+    assert "layer3" in ex.layer.options
+    for method in ["gradient", "grad_cam", "guided_backprop", "lrp", "integrated_gradients"]:
+        ex.method.value = method
+        assert ex.error.value == "", (method, ex.error.value)
+    ex.method.value = "grad_cam"
+    ex.layer.value = "layer3"
+    assert ex.error.value == ""
+    np.testing.assert_array_equal(decoded(ex.image), explain_picture(own, "chelsea", "grad_cam", layer="layer3"))
