@@ -15,7 +15,7 @@
 import matplotlib.pyplot as plt
 import torch
 
-from vizwidgets.attribution import IntegratedGradients, integrated_gradients
+from vizwidgets.attribution import IntegratedGradients
 from vizwidgets.checks import check_completeness_gap, check_riemann_ig
 from vizwidgets.models import load_model
 from vizwidgets.viz import normalize

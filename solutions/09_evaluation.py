@@ -16,7 +16,6 @@
 
 # %%
 import matplotlib.pyplot as plt
-import torch
 
 from vizwidgets.attribution import attribute
 from vizwidgets.checks import check_curve_area, check_pointing_hit
