@@ -16,19 +16,14 @@ import torch
 from torch import Tensor, nn
 
 from vizwidgets._hooks import capture_outputs, get_module
-from vizwidgets.attribution.base import check_inputs, prepared
+from vizwidgets.attribution.base import check_inputs, prepared, unwrap_model
 
 __all__ = ["TopChannels", "activations", "top_channels", "first_layer_filters", "feature_grid"]
 
 
 def _module_and_inputs(model: Any, images: Any) -> tuple[nn.Module, Tensor]:
-    from vizwidgets.models import LoadedModel
-
-    if isinstance(model, LoadedModel):
-        return model.model, check_inputs(model.inputs(images))
-    if isinstance(model, nn.Module):
-        return model, check_inputs(images)
-    raise TypeError(f"model must be a LoadedModel or torch.nn.Module, got {type(model).__name__}")
+    module, classes = unwrap_model(model)
+    return module, check_inputs(model.inputs(images) if module is not model else images)
 
 
 def activations(model: Any, images: Any, layers: str | Sequence[str]) -> Any:
@@ -74,11 +69,7 @@ def first_layer_filters(model: Any) -> Tensor:
     """The filters of the first convolution that sees RGB, ``(K, 3, kh, kw)``, mapped to
     [0, 1] for display: ``0.5 + w / (2 max|w|)`` per filter, so 0 is grey and the sign shows
     as light or dark."""
-    from vizwidgets.models import LoadedModel
-
-    module = model.model if isinstance(model, LoadedModel) else model
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"model must be a LoadedModel or torch.nn.Module, got {type(model).__name__}")
+    module, _ = unwrap_model(model)
     for sub in module.modules():
         if isinstance(sub, nn.Conv2d) and sub.in_channels == 3:
             weight = sub.weight.detach().float()

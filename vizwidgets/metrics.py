@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vizwidgets.attribution.base import check_inputs, chunks, normalize_target, prepared, select_scores
+from vizwidgets.attribution.base import check_inputs, chunks, normalize_target, prepared, select_scores, unwrap_model
 from vizwidgets.attribution.integrated import _pixel_normalisation, make_baseline
 from vizwidgets.viz import normalize, reduce_channels
 
@@ -60,13 +60,8 @@ _DEFAULT_CHUNK = 4
 
 
 def _unpack(model: Any) -> tuple[nn.Module, Any, tuple | None]:
-    from vizwidgets.models import LoadedModel
-
-    if isinstance(model, LoadedModel):
-        return model.model, model.classes, _pixel_normalisation(model)
-    if isinstance(model, nn.Module):
-        return model, None, None
-    raise TypeError(f"model must be a LoadedModel or torch.nn.Module, got {type(model).__name__}")
+    module, classes = unwrap_model(model)
+    return module, classes, _pixel_normalisation(model)
 
 
 def _maps_for(maps: Any, x: Tensor) -> Tensor:

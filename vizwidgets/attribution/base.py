@@ -27,6 +27,7 @@ __all__ = [
     "Option",
     "Target",
     "prepared",
+    "unwrap_model",
     "check_inputs",
     "normalize_target",
     "select_scores",
@@ -184,6 +185,18 @@ def chunks(total: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, total))
 
 
+def unwrap_model(model: Any) -> tuple[nn.Module, Any]:
+    """``(module, class names or None)`` of a LoadedModel or a bare ``nn.Module``; TypeError
+    for anything else."""
+    from vizwidgets.models import LoadedModel
+
+    if isinstance(model, LoadedModel):
+        return model.model, model.classes
+    if isinstance(model, nn.Module):
+        return model, None
+    raise TypeError(f"model must be a LoadedModel or torch.nn.Module, got {type(model).__name__}")
+
+
 @contextmanager
 def prepared(model: nn.Module) -> Iterator[None]:
     """Eval mode, frozen parameters, gradients enabled; everything restored on exit."""
@@ -219,18 +232,10 @@ class Attribution:
     options: ClassVar[tuple[Option, ...]] = ()
 
     def __init__(self, model: Any, layer: str | None = None) -> None:
-        from vizwidgets.models import LoadedModel
-
-        if isinstance(model, LoadedModel):
-            self.model: nn.Module = model.model
-            self.classes: Sequence[str] | None = model.classes
-            default_layer: str | None = model.default_layer
-        elif isinstance(model, nn.Module):
-            self.model = model
-            self.classes = None
-            default_layer = None
-        else:
-            raise TypeError(f"model must be a LoadedModel or torch.nn.Module, got {type(model).__name__}")
+        self.model: nn.Module
+        self.classes: Sequence[str] | None
+        self.model, self.classes = unwrap_model(model)
+        default_layer: str | None = getattr(model, "default_layer", None) if self.model is not model else None
         self.layer: str | None = None
         if self.needs_layer:
             layer = layer if layer is not None else default_layer

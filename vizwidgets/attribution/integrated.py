@@ -52,6 +52,7 @@ from vizwidgets.attribution.base import (
     normalize_target,
     prepared,
     select_scores,
+    unwrap_model,
 )
 from vizwidgets.attribution.gradient import input_gradient
 
@@ -290,14 +291,7 @@ def completeness_delta(
     ``seed``). For Integrated Gradients the delta is the quadrature error and shrinks as
     ``steps`` grows. The model is left as it was.
     """
-    from vizwidgets.models import LoadedModel
-
-    if isinstance(model, LoadedModel):
-        module, classes = model.model, model.classes
-    elif isinstance(model, nn.Module):
-        module, classes = model, None
-    else:
-        raise TypeError(f"model must be a LoadedModel or torch.nn.Module, got {type(model).__name__}")
+    module, classes = unwrap_model(model)
     x = check_inputs(inputs)
     if not isinstance(attributions, Tensor):
         raise TypeError(f"attributions must be a torch.Tensor, got {type(attributions).__name__}")
