@@ -645,8 +645,44 @@ def _execute(notebook: nbformat.NotebookNode, cwd: Path) -> nbformat.NotebookNod
     client = nbclient.NotebookClient(
         notebook, km=manager, timeout=300, startup_timeout=120, allow_errors=False
     )
-    client.execute(cwd=str(cwd), env=env)
+    try:
+        # The client shuts down only kernels it created itself; this one is ours to stop.
+        client.execute(cwd=str(cwd), env=env, cleanup_kc=True)
+    finally:
+        if manager.has_kernel:
+            from jupyter_core.utils import run_sync
+
+            run_sync(manager.shutdown_kernel)(now=True)
     return notebook
+
+
+def _kernel_children() -> list[int]:
+    """Process ids of the Jupyter kernels this test process started that are still alive."""
+    alive = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(os.getpid()) and b"ipykernel" in cmdline:
+            if fields.get("State", "").startswith("Z"):
+                continue  # exited, waiting to be reaped: no memory held
+            alive.append(int(status.parent.name))
+    return alive
+
+
+@pytest.fixture()
+def no_kernel_left():
+    """Fail the test if a kernel it started is still running when it ends."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("counting kernels needs /proc")
+    before = set(_kernel_children())
+    yield
+    left = set(_kernel_children()) - before
+    assert not left, f"the test left {len(left)} Jupyter kernel(s) running: {sorted(left)}"
 
 
 def _errors(cell: nbformat.NotebookNode) -> list[str]:
@@ -654,6 +690,7 @@ def _errors(cell: nbformat.NotebookNode) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("no_kernel_left")
 @pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
 def test_solution_notebook_runs_without_error(script: Path) -> None:
     notebook = build_course.solution_notebook(script)
@@ -667,6 +704,7 @@ def test_solution_notebook_runs_without_error(script: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("no_kernel_left")
 @pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
 def test_learner_notebook_fails_only_where_exercises_are_unfinished(script: Path) -> None:
     learner = nbformat.read(build_course.learner_path(script), as_version=4)
@@ -680,3 +718,48 @@ def test_learner_notebook_fails_only_where_exercises_are_unfinished(script: Path
                 assert errors == ["NotImplementedError"], cell.source
         else:
             assert errors == [], (cell.source, errors)
+
+
+# --- (e) what a learner sees when a check fails ---------------------------------------------
+
+_FEEDBACK_CELLS = [
+    ("import torch\nfrom vizwidgets.checks import check_saliency_map, check_softmax", []),
+    # a wrong answer: the sum over the channels instead of the maximum
+    ("def saliency_map(grad):\n    return grad.abs().sum(dim=1)\n\ncheck_saliency_map(saliency_map)",
+     ["raises-exception"]),
+    # an exercise not started yet
+    ('def softmax(logits):\n    raise NotImplementedError("Exercise: exponentiate, then divide")\n\n'
+     "check_softmax(softmax)", ["raises-exception"]),
+    # the learner's own code fails
+    ("def softmax(logits):\n    return logits.no_such_method()\n\ncheck_softmax(softmax)",
+     ["raises-exception"]),
+]
+
+
+@pytest.mark.usefixtures("no_kernel_left")
+def test_failed_checks_show_the_hint_without_the_graders_code(tmp_path: Path) -> None:
+    """In a real kernel, as JupyterLab shows it: the hint and the learner's own frames only.
+
+    The grader's frames would print its source, and with it the reference answers (such as
+    ``expected = grad.double().abs().amax(dim=1)``).
+    """
+    notebook = nbformat.v4.new_notebook()
+    for source, tags in _FEEDBACK_CELLS:
+        notebook.cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": tags}))
+    executed = _execute(notebook, cwd=tmp_path)
+    shown = []
+    for cell in executed.cells[2:]:
+        (error,) = [o for o in cell.outputs if o.output_type == "error"]
+        text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error.traceback))
+        assert "checks.py" not in text and "vizwidgets/" not in text, text
+        assert "expected" not in text.replace("Expected", "").replace("expected (", ""), text
+        assert len(text.splitlines()) <= 12, text
+        shown.append((error.ename, text))
+    (wrong_name, wrong), (todo_name, todo), (bug_name, bug) = shown
+    assert wrong_name == "AssertionError"
+    assert "not the sum" in wrong and "Hint:" in wrong
+    assert "amax" not in wrong and "abs()" not in wrong  # nothing of the answer
+    assert todo_name == "NotImplementedError"  # the placeholder's error, unchanged
+    assert "Exercise: exponentiate" in todo
+    assert bug_name == "AssertionError"
+    assert "logits.no_such_method()" in bug and "AttributeError" in bug  # the learner's line

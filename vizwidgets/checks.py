@@ -14,6 +14,11 @@ placeholder, unchanged. Any other exception from the learner's code becomes an
 Graders never change their argument, and they check that the learner's function did not
 change its inputs either.
 
+In a notebook, a grader's failure shows the learner only what helps: the message and hint,
+and, where the learner's own code raised, the frames of that code. The grader's own frames
+(which hold the reference answers) are never printed: every exception leaving a ``check_...``
+function carries an IPython ``_render_traceback_`` that leaves them out.
+
 >>> import torch
 >>> from vizwidgets.checks import check_softmax
 >>> check_softmax(lambda logits: torch.softmax(logits, dim=-1))  # doctest: +ELLIPSIS
@@ -22,8 +27,12 @@ Correct! ...
 
 from __future__ import annotations
 
+import functools
+import os
+import traceback
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from types import TracebackType
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -34,6 +43,71 @@ __all__ = ["check_softmax", "check_top_k", "check_input_gradient", "check_salien
 # ---------------------------------------------------------------------------------------------
 # Helpers shared by the graders
 # ---------------------------------------------------------------------------------------------
+
+_GRADER_FILE = os.path.normcase(os.path.abspath(__file__))
+_Grader = TypeVar("_Grader", bound=Callable[..., Any])
+
+
+def _is_shell_frame(filename: str) -> bool:
+    """A frame of IPython's own machinery (``run_code``), which says nothing to a learner."""
+    parts = os.path.normcase(os.path.abspath(filename)).split(os.sep)
+    return "IPython" in parts or "ipykernel" in parts
+
+
+def _learner_frames(tb: TracebackType | None) -> list[str]:
+    """The formatted frames of ``tb`` that are not the grader's own (those hold the answers)."""
+    frames = [
+        frame for frame in traceback.extract_tb(tb)
+        if os.path.normcase(os.path.abspath(frame.filename)) != _GRADER_FILE
+        and not _is_shell_frame(frame.filename)
+    ]
+    return [line.rstrip("\n") for line in traceback.format_list(frames)]
+
+
+def _feedback_lines(error: BaseException) -> list[str]:
+    """What a notebook shows for ``error`` raised by a grader: no grader frame, no answer.
+
+    - a grader's verdict (``AssertionError`` without a cause): the message alone;
+    - the learner's code raised (a chained cause): the learner's frames, then the message;
+    - an unstarted exercise (``NotImplementedError``) or any other error: the learner's
+      frames, if any, then the error.
+    """
+    lines: list[str] = []
+    cause = error.__cause__
+    if cause is not None:
+        frames = _learner_frames(cause.__traceback__)
+        if frames:
+            lines += ["Your code raised this error:", *frames,
+                      f"{type(cause).__name__}: {cause}", ""]
+    elif not isinstance(error, AssertionError):
+        lines += _learner_frames(error.__traceback__)
+    lines.append(f"{type(error).__name__}: {error}")
+    return lines
+
+
+def _attach_feedback(error: BaseException) -> None:
+    """Give ``error`` the rendering IPython uses instead of a traceback (``_render_traceback_``)."""
+    if getattr(error, "_render_traceback_", None) is not None:
+        return
+    try:
+        error._render_traceback_ = functools.partial(_feedback_lines, error)  # type: ignore[attr-defined]
+    except AttributeError:  # an exception type without an instance __dict__: leave it as it is
+        pass
+
+
+def _grader(check: _Grader) -> _Grader:
+    """Mark ``check`` as a grader: whatever it raises is shown to the learner without its frames."""
+
+    @functools.wraps(check)
+    def graded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return check(*args, **kwargs)
+        except Exception as error:
+            _attach_feedback(error)
+            raise
+
+    return graded  # type: ignore[return-value]
+
 
 
 class _Case(NamedTuple):
@@ -98,7 +172,7 @@ def _call(fn: Callable[..., Any], case: str, *args: Any, what: str = "the logits
     except Exception as error:
         raise AssertionError(
             f"{_name(fn)} raised {type(error).__name__} on {case}: {error}\n"
-            "Hint: read the traceback above this message to find the line in your code."
+            "Hint: the lines above this message are your code; the last one raised the error."
         ) from error
     for original, copy in zip(args, copies):
         if isinstance(original, Tensor) and not torch.equal(original, copy):
@@ -154,6 +228,7 @@ def _softmax_cases() -> list[_Case]:
     ]
 
 
+@_grader
 def check_softmax(softmax: Callable[[Tensor], Tensor]) -> None:
     """Grade a learner's ``softmax(logits) -> probabilities``.
 
@@ -278,6 +353,7 @@ def _top_k_cases() -> list[tuple[_Case, int]]:
     ]
 
 
+@_grader
 def check_top_k(top_k: Callable[[Tensor, int], tuple[Tensor, Tensor]]) -> None:
     """Grade a learner's ``top_k(logits, k) -> (probabilities, indices)``.
 
@@ -465,6 +541,7 @@ def _gradient_cases() -> list[tuple[str, torch.nn.Module, Tensor, Tensor]]:
     ]
 
 
+@_grader
 def check_input_gradient(input_gradient: Callable[[torch.nn.Module, Tensor, Tensor], Tensor]) -> None:
     """Grade ``input_gradient(model, x, target) -> d logit[target] / d x``, ``(N, 3, H, W)``.
 
@@ -497,6 +574,7 @@ def check_input_gradient(input_gradient: Callable[[torch.nn.Module, Tensor, Tens
     print(f"Correct! {_name(input_gradient)} gives d logit / d input on {len(cases)} test inputs, batch included.")
 
 
+@_grader
 def check_saliency_map(saliency_map: Callable[[Tensor], Tensor]) -> None:
     """Grade ``saliency_map(grad) -> max over colour channels of |grad|``, ``(N, H, W)``."""
     _require_callable(saliency_map, "saliency_map", "check_saliency_map(saliency_map)")
@@ -540,6 +618,7 @@ def _reference_smoothgrad(model: torch.nn.Module, x: Tensor, target: Tensor, sam
     return total / samples if mean else total
 
 
+@_grader
 def check_smoothgrad(smooth_gradient: Callable[..., Tensor]) -> None:
     """Grade ``smooth_gradient(model, x, target, samples, noise, generator)``: the mean input
     gradient over ``samples`` copies ``x + eps``, ``eps = randn(x.shape, generator) * sigma``,
@@ -595,6 +674,7 @@ def _rule_cases() -> list[tuple[str, Tensor, Tensor]]:
     ]
 
 
+@_grader
 def check_rectifier_rules(rectifier_backward: Callable[[Tensor, Tensor, str], Tensor]) -> None:
     """Grade ``rectifier_backward(grad, x, rule)`` for the rules "gradient" (``g [x > 0]``),
     "deconvnet" (``max(g, 0)``) and "guided" (``max(g, 0) [x > 0]``)."""
@@ -616,6 +696,7 @@ def check_rectifier_rules(rectifier_backward: Callable[[Tensor, Tensor, str], Te
     print(f"Correct! {name} implements the gradient, deconvnet and guided rules.")
 
 
+@_grader
 def check_guided_relu_function(function: type) -> None:
     """Grade a ``torch.autograd.Function`` whose forward is ReLU and whose backward is guided
     backpropagation's rule ``max(g, 0) [x > 0]``."""
@@ -662,6 +743,7 @@ def _cam_cases() -> list[tuple[str, Tensor, Tensor]]:
     ]
 
 
+@_grader
 def check_cam(class_activation_map: Callable[[Tensor, Tensor, int], Tensor]) -> None:
     """Grade ``class_activation_map(activation, weights, c) = sum_k weights[c, k] A_k``,
     ``(N, K, h, w) -> (N, h, w)``, without a ReLU."""
@@ -684,6 +766,7 @@ def check_cam(class_activation_map: Callable[[Tensor, Tensor, int], Tensor]) -> 
     print(f"Correct! {name} weights the feature maps by the classifier's weights for the class.")
 
 
+@_grader
 def check_grad_cam(grad_cam_map: Callable[[Tensor, Tensor], Tensor]) -> None:
     """Grade ``grad_cam_map(activation, gradient) = ReLU(sum_k mean_ij(G_k) A_k)``, ``(N, h, w)``."""
     _require_callable(grad_cam_map, "grad_cam_map", "check_grad_cam(grad_cam_map)")
@@ -753,6 +836,7 @@ def _ig_cases() -> list[tuple[str, torch.nn.Module, Tensor, Tensor, Tensor, int]
     ]
 
 
+@_grader
 def check_riemann_ig(riemann_ig: Callable[..., Tensor]) -> None:
     """Grade ``riemann_ig(model, x, baseline, target, steps)``: Integrated Gradients with the
     midpoint rule, ``alpha_k = (k + 0.5) / steps``."""
@@ -777,6 +861,7 @@ def check_riemann_ig(riemann_ig: Callable[..., Tensor]) -> None:
     print(f"Correct! {name} integrates the gradient along the path with the midpoint rule.")
 
 
+@_grader
 def check_completeness_gap(completeness_gap: Callable[..., Tensor]) -> None:
     """Grade ``completeness_gap(model, x, baseline, target, attributions)``:
     ``sum(attributions) - (F(x) - F(baseline))`` per image, ``(N,)``."""
@@ -816,6 +901,7 @@ def _reference_fgsm(model: torch.nn.Module, x: Tensor, target: Tensor, epsilon: 
     return out.clamp(0.0, 1.0) if clamp else out
 
 
+@_grader
 def check_fgsm_step(fgsm_step: Callable[..., Tensor]) -> None:
     """Grade ``fgsm_step(model, x, target, epsilon) = clip(x - epsilon sign(grad CE(target)), 0, 1)``."""
     _require_callable(fgsm_step, "fgsm_step", "check_fgsm_step(fgsm_step)")
@@ -862,6 +948,7 @@ def _grade_tensor_function(fn: Callable[..., Tensor], argument: str, cases: list
         raise AssertionError(f"On {case}, {name} is wrong.\n{_compare(result, expected)}\nHint: {hint}.")
 
 
+@_grader
 def check_total_variation(total_variation: Callable[[Tensor], Tensor]) -> None:
     """Grade ``total_variation(x)``: mean over the ``(H-1)(W-1)`` positions of the squared
     right and lower differences, summed over channels, ``(N,)``."""
@@ -890,6 +977,7 @@ def check_total_variation(total_variation: Callable[[Tensor], Tensor]) -> None:
     print(f"Correct! {_name(total_variation)} computes the total variation of each image.")
 
 
+@_grader
 def check_gram_matrix(gram_matrix: Callable[[Tensor], Tensor]) -> None:
     """Grade ``gram_matrix(features) = F F^T / (H W)``, ``(N, C, C)``."""
     _require_callable(gram_matrix, "gram_matrix", "check_gram_matrix(gram_matrix)")
@@ -915,6 +1003,7 @@ def check_gram_matrix(gram_matrix: Callable[[Tensor], Tensor]) -> None:
     print(f"Correct! {_name(gram_matrix)} computes F F^T / (H W) for each image.")
 
 
+@_grader
 def check_style_loss(style_loss: Callable[[Tensor, Tensor], Tensor]) -> None:
     """Grade ``style_loss(features, target_gram) = sum((G - A)^2) / (4 C^2)``, ``(N,)``."""
     _require_callable(style_loss, "style_loss", "check_style_loss(style_loss)")
@@ -959,6 +1048,7 @@ def _reference_lrp_epsilon(a: Tensor, weight: Tensor, bias: Tensor, relevance: T
     return (contributions / stabilised[:, :, None] * relevance[:, :, None]).sum(dim=1)
 
 
+@_grader
 def check_lrp_epsilon(lrp_epsilon_dense: Callable[..., Tensor]) -> None:
     """Grade ``lrp_epsilon_dense(a, weight, bias, relevance, epsilon)`` against a slow
     re-derivation from the contributions ``a_j w_kj``."""
@@ -998,6 +1088,7 @@ def check_lrp_epsilon(lrp_epsilon_dense: Callable[..., Tensor]) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+@_grader
 def check_curve_area(curve_area: Callable[[Tensor, Tensor], Tensor]) -> None:
     """Grade ``curve_area(fractions, scores)``: the trapezoid area under each row, ``(N,)``."""
     _require_callable(curve_area, "curve_area", "check_curve_area(curve_area)")
@@ -1023,6 +1114,7 @@ def check_curve_area(curve_area: Callable[[Tensor, Tensor], Tensor]) -> None:
     print(f"Correct! {_name(curve_area)} computes the trapezoid area under each curve.")
 
 
+@_grader
 def check_pointing_hit(pointing_hit: Callable[[Tensor, Any, float], bool]) -> None:
     """Grade ``pointing_hit(heatmap, box, tolerance)``: the maximum within ``tolerance``
     pixels (Euclidean) of the box, right and bottom exclusive."""
