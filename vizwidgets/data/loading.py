@@ -1,0 +1,408 @@
+"""Loading images: :func:`load_image` turns almost anything into a new RGB PIL image.
+
+This module imports neither PyTorch nor a model: a tensor is recognised by its type's module
+name and turned into a NumPy array with ``.detach().cpu().numpy()``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from vizwidgets.data.catalogue import _bundled_names, _lookup_sample
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers only
+    import torch
+
+__all__ = ["MAX_PIXELS", "ImageSource", "ImageTooLargeError", "load_image"]
+
+MAX_PIXELS: int = 50_000_000
+"""The largest image, in pixels (width times height), that :func:`load_image` decodes.
+
+This is a guard against decompression bombs: small files that claim a huge size and would
+fill the memory when decoded. The size is read from the file's header and checked *before*
+any pixel is decoded. 50 million pixels is about a 8000 x 6000 photo, far more than a network
+that looks at 224 x 224 needs. Pass ``max_pixels=`` to :func:`load_image` to change it for one
+call. It applies to encoded images (names, paths, bytes, files); arrays, tensors and PIL
+images are already decoded and are not checked.
+"""
+
+
+ImageSource = Union[
+    str,
+    "os.PathLike[str]",
+    bytes,
+    bytearray,
+    memoryview,
+    IO[bytes],
+    Image.Image,
+    np.ndarray,
+    "torch.Tensor",
+]
+"""Anything :func:`load_image` accepts (see there)."""
+
+_ACCEPTED_TYPES = (
+    "a bundled image name (str, see sample_images()), a path (str or os.PathLike), "
+    "bytes/bytearray/memoryview of an encoded image file, a binary file object, "
+    "a PIL.Image.Image, a numpy array or a torch tensor"
+)
+
+
+class ImageTooLargeError(ValueError):
+    """An image has more pixels than the limit allowed (see :data:`MAX_PIXELS`).
+
+    Raised from the image's header, before its pixels are decoded. It is a ``ValueError``, so
+    ``except ValueError`` catches it too.
+    """
+
+
+def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Load an image from almost anything, as a new RGB ``PIL.Image.Image``.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, bytes, bytearray, memoryview, file object, PIL.Image.Image,
+             numpy.ndarray or torch.Tensor
+        Where the image comes from:
+
+        - a bundled image's name, with or without an extension (``"chelsea"``,
+          ``"chelsea.png"``); see :func:`sample_images`. A str that names an existing file
+          loads that file instead;
+        - a path to an image file (str or ``os.PathLike``), in any format PIL reads;
+        - the bytes of an encoded image file, or a binary file object (``open(p, "rb")``,
+          ``io.BytesIO``); the file object is read but not closed;
+        - a ``PIL.Image.Image`` (it is copied, never changed);
+        - an array or tensor of shape ``(H, W)``, ``(H, W, C)`` or ``(C, H, W)`` with ``C`` in
+          1, 3 or 4 (``(C, H, W)`` is used only when the last dimension is not 1, 3 or 4).
+          dtype ``uint8`` (0 to 255), other integer dtypes with values from 0 to 255,
+          ``uint16`` (0 to 65535, scaled to 0 to 255), ``bool`` (black and white) or floating
+          point with values in [0, 1]. Four channels are RGBA. A tensor is moved to the CPU
+          and detached; it is not changed.
+    max_pixels : int, optional
+        The largest encoded image (width times height) to decode, checked from the file's
+        header before decoding; default :data:`MAX_PIXELS`. PIL's own limit,
+        ``PIL.Image.MAX_IMAGE_PIXELS``, still stops images over twice its value.
+
+    Returns
+    -------
+    PIL.Image.Image
+        A new, fully loaded image in mode ``"RGB"``, its EXIF orientation applied. Image modes
+        are converted: grayscale and 1-bit are repeated over three channels, palettes are
+        expanded, CMYK and YCbCr are converted, transparency (alpha channel, transparent
+        palette entry or colour) is composited over white, 16-bit integer images (``"I;16"``,
+        ``"I;16B"``, ``"I"``, taken as 0 to 65535) are scaled to 8 bits with rounding, and
+        float ``"F"`` images are read in PIL's convention (0 to 255, outside values clipped).
+
+    Raises
+    ------
+    TypeError
+        If ``source`` is none of the accepted types, or a file object is in text mode.
+    FileNotFoundError
+        If a path does not exist (the message lists the bundled names).
+    IsADirectoryError
+        If a path is a folder.
+    ValueError
+        If the data cannot be read as an image, the file is truncated or corrupt, an array
+        has an unusable shape, dtype range or is empty.
+    ImageTooLargeError
+        If the image has more than ``max_pixels`` pixels (a ``ValueError``).
+
+    Examples
+    --------
+    >>> load_image("chelsea").size
+    (451, 300)
+    >>> import numpy as np
+    >>> load_image(np.zeros((2, 3), dtype=np.uint8)).getpixel((0, 0))
+    (0, 0, 0)
+    """
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int):
+        raise TypeError(f"max_pixels must be an int, got {type(max_pixels).__name__}")
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
+
+    if isinstance(source, Image.Image):
+        return _from_pil(source)
+    if isinstance(source, str):
+        return _from_str(source, max_pixels)
+    if isinstance(source, os.PathLike):
+        return _from_path(Path(os.fspath(source)), max_pixels)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        return _decode(io.BytesIO(data), f"the data given ({len(data)} bytes)", max_pixels)
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    if _is_torch_tensor(source):
+        return _from_array(_tensor_to_numpy(source))
+    if isinstance(source, io.TextIOBase):
+        raise TypeError(
+            "source is a file opened in text mode; open image files in binary mode: "
+            "open(path, 'rb')"
+        )
+    if callable(getattr(source, "read", None)):
+        return _decode(source, "the file object given", max_pixels)
+    raise TypeError(f"source must be {_ACCEPTED_TYPES}; got {type(source).__name__}")
+
+
+def _from_str(text: str, max_pixels: int) -> Image.Image:
+    """A str is an existing file first, then a bundled name, else a missing path."""
+    path = Path(text).expanduser()
+    if path.is_file():
+        return _from_path(path, max_pixels)
+    sample = _lookup_sample(text)
+    if sample is not None:
+        return _from_path(sample.path, max_pixels)
+    return _from_path(path, max_pixels)
+
+
+def _from_path(path: Path, max_pixels: int) -> Image.Image:
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{str(path)!r} is a folder, not an image file; pass the path of one image in it"
+        )
+    if not path.exists():
+        where = "" if path.is_absolute() else f" (relative to {os.getcwd()!r})"
+        raise FileNotFoundError(
+            f"no such image file: {str(path)!r}{where}; check the path, or pass one of the "
+            f"bundled image names: {_bundled_names()}"
+        )
+    with open(path, "rb") as file:
+        return _decode(file, f"the file {str(path)!r}", max_pixels)
+
+
+def _is_torch_tensor(obj: object) -> bool:
+    module = type(obj).__module__ or ""
+    return module.split(".")[0] == "torch" and callable(getattr(obj, "detach", None))
+
+
+def _tensor_to_numpy(tensor: Any) -> np.ndarray:
+    tensor = tensor.detach()
+    if str(tensor.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
+        tensor = tensor.float()
+    array: np.ndarray = tensor.cpu().numpy()
+    return array
+
+
+def _known_formats() -> str:
+    Image.init()
+    return ", ".join(sorted(Image.OPEN))
+
+
+def _pixels_from_bomb_message(message: str) -> int | None:
+    """The pixel count in PIL's DecompressionBombError/Warning message, if it can be found."""
+    found = re.search(r"\((\d+) pixels\)", message)
+    return int(found.group(1)) if found else None
+
+
+def _format_pixels(pixels: int | None) -> str:
+    return f"{pixels:,} pixels" if pixels is not None else "too many pixels"
+
+
+def _decode(file: IO[bytes], what: str, max_pixels: int) -> Image.Image:
+    """Open, check the size from the header, decode, orient and convert one encoded image."""
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        # PIL warns above its own limit. When ours is lower, any such image is too large for
+        # us too, so the warning becomes our error; when the caller raised ours above PIL's,
+        # the caller's limit decides and PIL's warning is noise.
+        if pil_limit is None or max_pixels <= pil_limit:
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        else:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(file)
+        except UnidentifiedImageError:
+            raise ValueError(
+                f"{what} could not be read as an image (formats PIL knows: "
+                f"{_known_formats()}); check the file"
+            ) from None
+        except Image.DecompressionBombWarning as warning:
+            # only turned into an error when max_pixels <= PIL's limit: the image is over both
+            pixels = _pixels_from_bomb_message(str(warning))
+            raise ImageTooLargeError(
+                f"{what} is an image of {_format_pixels(pixels)}, over the limit of "
+                f"{max_pixels:,} pixels (a guard against decompression bombs); downscale it "
+                "first, or, if you trust the file, pass max_pixels="
+                f"{pixels if pixels is not None else 'a larger value'}"
+                f"{' or more' if pixels is not None else ''}"
+            ) from None
+        except Image.DecompressionBombError as error:
+            raise ImageTooLargeError(
+                f"{what} is an image of {_format_pixels(_pixels_from_bomb_message(str(error)))}"
+                f", over PIL's own limit of twice PIL.Image.MAX_IMAGE_PIXELS = {pil_limit} "
+                f"(this call's limit is {max_pixels:,} pixels); downscale it first, or, if "
+                "you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS and pass a larger "
+                "max_pixels="
+            ) from None
+        except (OSError, SyntaxError, EOFError) as error:
+            raise _corrupt_error(what, error) from None
+
+        # Leaving the block closes the file only where PIL opened it itself; a file object
+        # the caller passed stays open.
+        with image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageTooLargeError(
+                    f"{what} is an image of {width} x {height} = {width * height:,} pixels, "
+                    f"over the limit of {max_pixels:,} pixels (a guard against "
+                    "decompression bombs); downscale it first, or, if you trust the file, "
+                    f"pass max_pixels={width * height} or more"
+                )
+            if width == 0 or height == 0:
+                raise ValueError(f"{what} is an empty image ({width} x {height} pixels)")
+            try:
+                image.load()
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+                raise ImageTooLargeError(
+                    f"{what} holds a frame of "
+                    f"{_format_pixels(_pixels_from_bomb_message(str(error)))}, over "
+                    f"PIL's limit of PIL.Image.MAX_IMAGE_PIXELS = {pil_limit}; downscale it "
+                    "first"
+                ) from None
+            except (OSError, SyntaxError, EOFError, ValueError) as error:
+                raise _corrupt_error(what, error) from None
+            # exif_transpose returns a new image, independent of the file.
+            return _to_rgb(ImageOps.exif_transpose(image))
+
+
+def _corrupt_error(what: str, error: BaseException) -> ValueError:
+    return ValueError(
+        f"{what} is truncated or corrupt ({type(error).__name__}: {error}); re-download or "
+        "re-export the image"
+    )
+
+
+def _from_pil(image: Image.Image) -> Image.Image:
+    width, height = image.size
+    if width == 0 or height == 0:
+        raise ValueError(f"source is an empty image ({width} x {height} pixels)")
+    try:
+        # exif_transpose returns a new image (a copy when there is nothing to turn), so the
+        # caller's image is never changed; it loads the pixels of a lazily opened image.
+        oriented = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, EOFError) as error:
+        raise _corrupt_error("the PIL image given", error) from None
+    converted = _to_rgb(oriented)
+    return converted if converted is not image else image.copy()
+
+
+# Modes with an alpha channel ("a": premultiplied alpha); other modes may carry a transparent
+# colour or palette entry in image.info["transparency"].
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to RGB, compositing transparency over white."""
+    mode = image.mode
+    if mode == "RGB" and "transparency" not in image.info:
+        return image  # callers make sure the caller's image is never returned
+    if mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.float64)
+        gray = np.rint(np.clip(values, 0, 65535) / 257.0).astype(np.uint8)
+        return Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0)
+        gray = np.rint(np.clip(values, 0, 255)).astype(np.uint8)
+        return Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode in _ALPHA_MODES or "transparency" in image.info:
+        if mode == "La":  # PIL converts premultiplied La only to LA
+            image = image.convert("LA")
+        rgba = np.asarray(image.convert("RGBA"))
+        return Image.fromarray(_over_white(rgba[:, :, :3], rgba[:, :, 3]))
+    try:  # 1, L, P, RGBX, CMYK, YCbCr, LAB, HSV, ...
+        return image.convert("RGB")
+    except (ValueError, OSError) as error:
+        raise ValueError(
+            f"images of PIL mode {mode!r} cannot be converted to RGB ({error}); convert it "
+            "to 'RGB' or save it as PNG first"
+        ) from None
+
+
+def _over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Composite uint8 colours with uint8 alpha over white: c * a + 255 * (1 - a), rounded."""
+    a = alpha.astype(np.float64)[:, :, None] / 255.0
+    out = rgb.astype(np.float64) * a + 255.0 * (1.0 - a)
+    return np.rint(out).astype(np.uint8)
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    shape = tuple(array.shape)
+    if array.size == 0:
+        raise ValueError(f"source is an empty array (shape {shape}); it holds no pixels")
+    if array.ndim == 2:
+        hwc = array[:, :, None]
+    elif array.ndim == 3:
+        if shape[-1] in (1, 3, 4):
+            hwc = array
+        elif shape[0] in (1, 3, 4):
+            hwc = np.moveaxis(array, 0, -1)
+        else:
+            raise ValueError(
+                f"cannot read an image array of shape {shape}: expected (H, W), (H, W, C) or "
+                "(C, H, W) with C = 1 (gray), 3 (RGB) or 4 (RGBA)"
+            )
+    else:
+        hint = "; it looks like a batch: pass one image, such as x[0]" if array.ndim == 4 else ""
+        raise ValueError(
+            f"cannot read an image array of shape {shape} ({array.ndim} dimensions): expected "
+            f"(H, W), (H, W, C) or (C, H, W) with C = 1, 3 or 4{hint}"
+        )
+    channels = _to_uint8(hwc)
+    count = channels.shape[2]
+    if count == 1:
+        rgb = np.repeat(channels, 3, axis=2)
+    elif count == 3:
+        rgb = channels
+    else:
+        rgb = _over_white(channels[:, :, :3], channels[:, :, 3])
+    # A fresh contiguous copy, so the image never shares memory with the caller's array.
+    return Image.fromarray(np.array(rgb, dtype=np.uint8, order="C", copy=True))
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale an array's values to uint8 by its dtype's convention (see load_image)."""
+    dtype = array.dtype
+    if dtype == np.uint8:
+        return array
+    if dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if dtype == np.uint16:
+        return np.rint(array / 257.0).astype(np.uint8)
+    if np.issubdtype(dtype, np.integer):
+        smallest, largest = int(array.min()), int(array.max())
+        if smallest < 0 or largest > 255:
+            raise ValueError(
+                f"integer image values must lie in 0..255, but these ({dtype}) run from "
+                f"{smallest} to {largest}; for 16-bit images use dtype uint16 (0..65535), or "
+                "scale the values to 0..255"
+            )
+        return array.astype(np.uint8)
+    if np.issubdtype(dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ValueError(
+                "float image values must lie in [0, 1], but the array holds NaN or infinity"
+            )
+        low, high = float(array.min()), float(array.max())
+        if low < 0.0 or high > 1.0:
+            fix = (
+                "these look like 0..255 values: divide by 255 (x / 255), or pass a uint8 array"
+                if low >= 0.0 and high <= 255.0
+                else "undo the model's normalisation first (x * std + mean), or rescale to "
+                "[0, 1]; values from 0 to 255: divide by 255"
+            )
+            raise ValueError(
+                f"float image values must lie in [0, 1], but these run from {low:g} to "
+                f"{high:g}; {fix}"
+            )
+        return np.rint(array.astype(np.float64) * 255.0).astype(np.uint8)
+    raise TypeError(
+        f"image arrays must have dtype uint8, uint16, another integer type, bool or float; "
+        f"got {dtype}"
+    )
