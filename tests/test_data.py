@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import importlib.util
 import io
 import os
@@ -19,6 +20,8 @@ import pytest
 from PIL import Image, ImageFile
 
 from vizwidgets.data import (
+    IMAGE_FORMATS,
+    IMAGE_SUFFIXES,
     MAX_PIXELS,
     Box,
     Composite,
@@ -461,6 +464,160 @@ def test_text_file_is_not_an_image(tmp_path: Path) -> None:
     assert "notes.png" in str(raised.value)
     assert "PNG" in str(raised.value) and "JPEG" in str(raised.value)
     assert "check the file" in str(raised.value)
+    assert_short_format_message(str(raised.value))
+
+
+# The formats load_image reads, in the words its messages use.
+OUR_FORMATS = "JPEG, PNG, BMP, GIF, TIFF and WebP"
+
+
+def assert_short_format_message(message: str) -> None:
+    """A message about formats lists our short list only, in at most two lines."""
+    assert OUR_FORMATS in message
+    for other in ("DDS, ", "ICNS", "JPEG2000", "PSD", "SPIDER", "XVTHUMB"):
+        assert other not in message, f"{other!r} listed in: {message}"
+    assert message.count("\n") <= 1 and len(message) < 400
+
+
+def dds_bytes() -> bytes:
+    """A real DDS header (magic + 124 bytes + 4x4 pixels) with a pixel format PIL lacks."""
+    header = struct.pack("<7I", 124, 0x1007, 4, 4, 16, 0, 0) + bytes(44)  # size, flags, h, w...
+    pixel_format = struct.pack("<2I4s", 32, 0x4, b"ABCD") + bytes(20)  # FOURCC "ABCD"
+    return b"DDS " + header + pixel_format + bytes(20) + bytes(16)
+
+
+EPS_BYTES = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n%%EOF\n"
+
+
+def test_the_dds_header_is_one_pil_fails_on_raw() -> None:
+    # what the attack found: PIL's own reader raises NotImplementedError on this file
+    with pytest.raises(NotImplementedError):
+        Image.open(io.BytesIO(dds_bytes()))
+
+
+@pytest.mark.parametrize("kind", ["path", "str", "bytes", "file object", "stream"])
+@pytest.mark.parametrize(
+    ("name", "data"), [("DDS", dds_bytes()), ("EPS", EPS_BYTES)], ids=["DDS", "EPS"]
+)
+def test_formats_we_do_not_read_are_refused_from_the_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, name: str, data: bytes
+) -> None:
+    # The foreign reader must never be asked to open the file (EPS would run Ghostscript).
+    def reader_must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"the {name} reader was asked to open the file")
+
+    Image.init()
+    monkeypatch.setitem(Image.OPEN, name, (reader_must_not_run, Image.OPEN[name][1]))
+    path = tmp_path / f"picture.{name.lower()}"
+    path.write_bytes(data)
+    with pytest.raises(ValueError) as raised:
+        if kind == "path":
+            load_image(path)
+        elif kind == "str":
+            load_image(str(path))
+        elif kind == "bytes":
+            load_image(data)
+        elif kind == "file object":
+            with open(path, "rb") as file:
+                load_image(file)
+        else:
+            load_image(Stream(data))  # type: ignore[arg-type]
+    message = str(raised.value)
+    assert f"is an image in {name} format" in message
+    assert f"magick image.{name.lower()} image.png" in message  # the fix
+    if kind in ("path", "str", "file object"):
+        assert str(path) in message  # the file
+    assert_short_format_message(message)
+
+
+class Stream:
+    """A binary stream that can only be read, like a socket or a pipe."""
+
+    def __init__(self, data: bytes) -> None:
+        self._buffer = io.BytesIO(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._buffer.read(size)
+
+
+@pytest.mark.parametrize("format_name", IMAGE_FORMATS)
+def test_every_documented_format_loads(format_name: str) -> None:
+    buffer = io.BytesIO()
+    params = {"lossless": True} if format_name == "WEBP" else {}
+    Image.fromarray(PIXELS).save(buffer, format=format_name, **params)
+    with Image.open(io.BytesIO(buffer.getvalue())) as check:
+        assert check.format == format_name
+    result = as_array(load_image(buffer.getvalue()))
+    assert result.shape == PIXELS.shape
+    if format_name != "JPEG":  # lossy
+        np.testing.assert_array_equal(result, PIXELS)
+    assert as_array(load_image(Stream(buffer.getvalue()))).shape == PIXELS.shape  # type: ignore[arg-type]
+
+
+def test_documented_formats_and_suffixes_match() -> None:
+    assert IMAGE_FORMATS == ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
+    Image.init()
+    for suffix in IMAGE_SUFFIXES:
+        assert Image.EXTENSION[suffix] in IMAGE_FORMATS, suffix
+    assert {Image.EXTENSION[s] for s in IMAGE_SUFFIXES} == set(IMAGE_FORMATS)
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_symlink_loop_is_reported_as_a_loop(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    os.symlink(b, a)
+    os.symlink(a, b)
+    for source in (a, str(a)):
+        with pytest.raises(OSError) as raised:
+            load_image(source)
+        assert not isinstance(raised.value, FileNotFoundError)
+        assert raised.value.errno == errno.ELOOP
+        message = str(raised.value)
+        assert "loop of symbolic links" in message and str(a) in message
+        assert "no such" not in message and "fix the links" in message
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_dangling_symlink_names_its_target(tmp_path: Path) -> None:
+    link = tmp_path / "photo.jpg"
+    os.symlink(tmp_path / "gone.jpg", link)
+    with pytest.raises(FileNotFoundError, match="symbolic link to .*gone.jpg.*does not exist"):
+        load_image(link)
+
+
+def assert_permission_message(error: BaseException, path: Path) -> None:
+    assert isinstance(error, PermissionError)
+    message = str(error)
+    assert message.startswith(f"cannot read {str(path)!r}: permission denied; ")
+    assert "JPEG" not in message and "TIFF" not in message  # no list of formats
+    assert "\n" not in message and len(message) < 250
+
+
+def test_unreadable_file_gets_a_short_message(
+    pixels_png: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tests may run as root, whom chmod does not stop: the loader's open() is made to refuse.
+    import vizwidgets.data.loading as loading
+
+    def refuse(file: object, *args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(file))
+
+    monkeypatch.setattr(loading, "open", refuse, raising=False)
+    with pytest.raises(PermissionError) as raised:
+        load_image(pixels_png)
+    assert_permission_message(raised.value, pixels_png)
+
+
+def test_unreadable_file_by_chmod(pixels_png: Path) -> None:
+    pixels_png.chmod(0)
+    try:
+        if os.access(pixels_png, os.R_OK):
+            pytest.skip("this user reads files whatever their permissions (root)")
+        with pytest.raises(PermissionError) as raised:
+            load_image(pixels_png)
+        assert_permission_message(raised.value, pixels_png)
+    finally:
+        pixels_png.chmod(0o644)
 
 
 def test_random_bytes_are_not_an_image() -> None:

@@ -8,9 +8,10 @@ Everything the course feeds to a model starts here::
     scene.image, scene.boxes                 # one RGB image, and where each part lies in it
 
 :func:`load_image` always returns a new, fully loaded ``PIL.Image.Image`` in mode ``"RGB"``
-with its EXIF orientation applied. It converts every image mode PIL reads (transparency is
-composited over white, 16-bit images are scaled to 8 bits) and refuses only what is not an
-image, with an error that names the problem and the fix.
+with its EXIF orientation applied. It reads JPEG, PNG, BMP, GIF, TIFF and WebP files
+(:data:`IMAGE_FORMATS`, recognised from the header, never decoded by another reader), converts
+every image mode PIL reads (transparency is composited over white, 16-bit images are scaled to
+8 bits) and refuses everything else with an error that names the file, the problem and the fix.
 
 This module imports neither PyTorch nor a model: a tensor is recognised by its type's module
 name and turned into a NumPy array with ``.detach().cpu().numpy()``.
@@ -29,6 +30,8 @@ from __future__ import annotations
 
 from vizwidgets.data.catalogue import SampleImage, sample_image_path, sample_images
 from vizwidgets.data.loading import (
+    IMAGE_FORMATS,
+    IMAGE_SUFFIXES,
     MAX_PIXELS,
     ImageSource,
     ImageTooLargeError,
@@ -36,8 +39,9 @@ from vizwidgets.data.loading import (
 )
 from vizwidgets.data.scenes import Box, Composite, make_composite
 
-
 __all__ = [
+    "IMAGE_FORMATS",
+    "IMAGE_SUFFIXES",
     "MAX_PIXELS",
     "Box",
     "Composite",

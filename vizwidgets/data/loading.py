@@ -6,6 +6,7 @@ name and turned into a NumPy array with ``.detach().cpu().numpy()``.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -21,7 +22,33 @@ from vizwidgets.data.catalogue import _bundled_names, _lookup_sample
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     import torch
 
-__all__ = ["MAX_PIXELS", "ImageSource", "ImageTooLargeError", "load_image"]
+__all__ = [
+    "IMAGE_FORMATS",
+    "IMAGE_SUFFIXES",
+    "MAX_PIXELS",
+    "ImageSource",
+    "ImageTooLargeError",
+    "load_image",
+]
+
+IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
+"""The file formats :func:`load_image` reads, as PIL names them (``Image.open(...).format``).
+
+JPEG, PNG, BMP, GIF, TIFF and WebP: what cameras, phones, browsers and screenshots produce.
+A file's format is read from its header, never from its name, and only these formats' readers
+are given the file: anything else PIL knows (DDS, EPS, PSD, ICO, ...) is refused before it is
+decoded (EPS, for one, would run Ghostscript), with a message that says how to convert it.
+JPEG files with extra pictures that PIL calls "MPO" (some cameras write them) are JPEG here.
+"""
+
+IMAGE_SUFFIXES: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"
+)
+"""File name suffixes of :data:`IMAGE_FORMATS` (lower case); what the batch command looks for."""
+
+# What PIL may call a file of IMAGE_FORMATS once opened: a JPEG with an MP extension is "MPO".
+_READABLE_FORMATS = frozenset(IMAGE_FORMATS) | {"MPO"}
+_FORMATS_IN_WORDS = "JPEG, PNG, BMP, GIF, TIFF and WebP"
 
 MAX_PIXELS: int = 50_000_000
 """The largest image, in pixels (width times height), that :func:`load_image` decodes.
@@ -75,7 +102,8 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> Image.Im
         - a bundled image's name, with or without an extension (``"chelsea"``,
           ``"chelsea.png"``); see :func:`sample_images`. A str that names an existing file
           loads that file instead;
-        - a path to an image file (str or ``os.PathLike``), in any format PIL reads;
+        - a path to an image file (str or ``os.PathLike``) in one of :data:`IMAGE_FORMATS`
+          (JPEG, PNG, BMP, GIF, TIFF, WebP), recognised from the file's header;
         - the bytes of an encoded image file, or a binary file object (``open(p, "rb")``,
           ``io.BytesIO``); the file object is read but not closed;
         - a ``PIL.Image.Image`` (it is copied, never changed);
@@ -105,12 +133,18 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> Image.Im
     TypeError
         If ``source`` is none of the accepted types, or a file object is in text mode.
     FileNotFoundError
-        If a path does not exist (the message lists the bundled names).
+        If a path does not exist, or is a symbolic link to nothing (the message lists the
+        bundled names).
     IsADirectoryError
         If a path is a folder.
+    PermissionError
+        If a file cannot be read for lack of permission.
+    OSError
+        If a path cannot be followed (a loop of symbolic links, ``errno.ELOOP``) or read.
     ValueError
-        If the data cannot be read as an image, the file is truncated or corrupt, an array
-        has an unusable shape, dtype range or is empty.
+        If the data is not an image in one of :data:`IMAGE_FORMATS` (the message names the
+        format found in the header, such as DDS or EPS, and how to convert it), the file is
+        truncated or corrupt, or an array has an unusable shape, dtype range or is empty.
     ImageTooLargeError
         If the image has more than ``max_pixels`` pixels (a ``ValueError``).
 
@@ -146,7 +180,9 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> Image.Im
             "open(path, 'rb')"
         )
     if callable(getattr(source, "read", None)):
-        return _decode(source, "the file object given", max_pixels)
+        name = getattr(source, "name", None)
+        what = f"the file {name!r}" if isinstance(name, str) else "the file object given"
+        return _decode(source, what, max_pixels)
     raise TypeError(f"source must be {_ACCEPTED_TYPES}; got {type(source).__name__}")
 
 
@@ -162,18 +198,53 @@ def _from_str(text: str, max_pixels: int) -> Image.Image:
 
 
 def _from_path(path: Path, max_pixels: int) -> Image.Image:
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+        path.stat()  # follows links: a loop, a dangling link or a missing file raise here
+    except OSError as error:
+        raise _path_error(path, error) from None
+    if is_dir:
         raise IsADirectoryError(
             f"{str(path)!r} is a folder, not an image file; pass the path of one image in it"
         )
-    if not path.exists():
+    try:
+        file = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except OSError as error:
+        raise _path_error(path, error) from None
+    with file:
+        return _decode(file, f"the file {str(path)!r}", max_pixels)
+
+
+def _path_error(path: Path, error: OSError) -> OSError:
+    """Our one- or two-line message for a path that cannot be opened, by the error's errno."""
+    name = str(path)
+    if error.errno in (errno.ENOENT, errno.ENOTDIR):
+        if path.is_symlink():
+            return FileNotFoundError(
+                f"{name!r} is a symbolic link to {os.readlink(path)!r}, which does not exist; "
+                "fix or remove the link, or pass the image's own path"
+            )
         where = "" if path.is_absolute() else f" (relative to {os.getcwd()!r})"
-        raise FileNotFoundError(
-            f"no such image file: {str(path)!r}{where}; check the path, or pass one of the "
+        return FileNotFoundError(
+            f"no such image file: {name!r}{where}; check the path, or pass one of the "
             f"bundled image names: {_bundled_names()}"
         )
-    with open(path, "rb") as file:
-        return _decode(file, f"the file {str(path)!r}", max_pixels)
+    if error.errno == errno.ELOOP:
+        loop = OSError(
+            f"cannot read {name!r}: it is a loop of symbolic links (each points, in the end, "
+            "back to itself); fix the links, or pass the image's own path"
+        )
+        loop.errno = errno.ELOOP
+        return loop
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return PermissionError(
+            f"cannot read {name!r}: permission denied; check its permissions (ls -l), or copy "
+            "the image to a file you can read"
+        )
+    reason = error.strerror or type(error).__name__
+    failure = OSError(f"cannot read {name!r}: {reason}; check the path and the file")
+    failure.errno = error.errno
+    return failure
 
 
 def _is_torch_tensor(obj: object) -> bool:
@@ -189,9 +260,53 @@ def _tensor_to_numpy(tensor: Any) -> np.ndarray:
     return array
 
 
-def _known_formats() -> str:
+def _readable_formats() -> list[str]:
+    """The formats of :data:`_READABLE_FORMATS` that this PIL has a reader for."""
     Image.init()
-    return ", ".join(sorted(Image.OPEN))
+    return [name for name in Image.ID if name in _READABLE_FORMATS]
+
+
+def _format_from_header(file: IO[bytes]) -> str | None:
+    """The PIL format whose header check accepts the file's first bytes, or None.
+
+    Only the plugins' ``accept`` functions run (a look at 16 bytes, as ``Image.open`` does
+    first); no plugin is asked to open the file.
+    """
+    try:
+        file.seek(0)
+        prefix = file.read(16)
+    except (OSError, ValueError):
+        return None
+    Image.init()
+    for name in Image.ID:
+        accept = Image.OPEN[name][1]
+        try:
+            if accept is not None and accept(prefix):
+                return name
+        except Exception:  # noqa: BLE001 - a plugin's header check must not decide our error
+            continue
+    return None
+
+
+def _convert_hint(format_name: str | None = None) -> str:
+    """How to get a readable file: the last words of every format error."""
+    source = f"image.{format_name.lower()}" if format_name else "input"
+    return (
+        "convert it to PNG or JPEG first, e.g. with an image editor or with ImageMagick: "
+        f"magick {source} image.png"
+    )
+
+
+def _unsupported_error(what: str, found: str | None) -> ValueError:
+    if found is None:
+        return ValueError(
+            f"{what} could not be read as an image: it is none of the formats vizwidgets "
+            f"reads ({_FORMATS_IN_WORDS}); check the file, or {_convert_hint()}"
+        )
+    return ValueError(
+        f"{what} is an image in {found} format (read from its header), which vizwidgets "
+        f"does not read; it reads {_FORMATS_IN_WORDS}: {_convert_hint(found)}"
+    )
 
 
 def _pixels_from_bomb_message(message: str) -> int | None:
@@ -215,13 +330,15 @@ def _decode(file: IO[bytes], what: str, max_pixels: int) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
         else:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        if not _seekable(file):  # read once, so that the header can be looked at again
+            file = io.BytesIO(file.read())
         try:
-            image = Image.open(file)
+            # Only the readers of our formats see the file: others never parse or decode it.
+            image = Image.open(file, formats=_readable_formats())
         except UnidentifiedImageError:
-            raise ValueError(
-                f"{what} could not be read as an image (formats PIL knows: "
-                f"{_known_formats()}); check the file"
-            ) from None
+            raise _unsupported_error(what, _format_from_header(file)) from None
+        except NotImplementedError as error:
+            raise _variant_error(what, error) from None
         except Image.DecompressionBombWarning as warning:
             # only turned into an error when max_pixels <= PIL's limit: the image is over both
             pixels = _pixels_from_bomb_message(str(warning))
@@ -246,6 +363,8 @@ def _decode(file: IO[bytes], what: str, max_pixels: int) -> Image.Image:
         # Leaving the block closes the file only where PIL opened it itself; a file object
         # the caller passed stays open.
         with image:
+            if image.format not in _READABLE_FORMATS:  # a reader that answered for another
+                raise _unsupported_error(what, image.format or None)
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageTooLargeError(
@@ -267,8 +386,25 @@ def _decode(file: IO[bytes], what: str, max_pixels: int) -> Image.Image:
                 ) from None
             except (OSError, SyntaxError, EOFError, ValueError) as error:
                 raise _corrupt_error(what, error) from None
+            except NotImplementedError as error:
+                raise _variant_error(what, error, image.format) from None
             # exif_transpose returns a new image, independent of the file.
             return _to_rgb(ImageOps.exif_transpose(image))
+
+
+def _seekable(file: IO[bytes]) -> bool:
+    try:
+        return bool(file.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _variant_error(what: str, error: BaseException, format_name: str | None = None) -> ValueError:
+    """A file of one of our formats that uses a feature PIL does not implement."""
+    return ValueError(
+        f"{what} uses a variant of its format that cannot be read here ({error}); "
+        f"{_convert_hint(format_name)}"
+    )
 
 
 def _corrupt_error(what: str, error: BaseException) -> ValueError:
