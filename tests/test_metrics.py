@@ -1,23 +1,17 @@
-"""vizwidgets.metrics, compare, viz and the batch command: known answers and real effects."""
+"""vizwidgets.metrics, compare and viz: known answers and real effects (the batch command: test_cli.py)."""
 
 from __future__ import annotations
 
 import copy
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 
 from vizwidgets.attribution import attribute
-from vizwidgets.cli import main as cli_main
 from vizwidgets.compare import compare
 from vizwidgets.data import Box, make_composite
 from vizwidgets.metrics import (
@@ -33,7 +27,6 @@ from vizwidgets.metrics import (
 from vizwidgets.viz import normalize, overlay, reduce_channels, show_grid
 
 matplotlib.use("Agg")
-REPO = Path(__file__).resolve().parents[1]
 
 
 class SumModel(nn.Module):
@@ -250,64 +243,3 @@ def test_compare_runs_every_method_on_every_image(lite, tmp_path) -> None:
 def test_show_grid_titles() -> None:
     figure = show_grid([[np.zeros((2, 2, 3))] * 2], row_titles=["r"], column_titles=["a", "b"])
     assert [ax.get_title() for ax in figure.axes] == ["a", "b"]
-
-
-# ----------------------------------------------------------------------------- batch command
-
-
-def _folder_of_twenty(path: Path) -> Path:
-    images = sorted((REPO / "vizwidgets" / "data" / "images").glob("*.jpg"))
-    path.mkdir()
-    for source in images:
-        Image.open(source).save(path / source.name)
-    for k, source in enumerate(images[:7]):  # 7 more: PNG copies, one in a subfolder
-        target = path / ("more" if k == 0 else ".") / f"copy{k}.png"
-        target.parent.mkdir(exist_ok=True)
-        Image.open(source).convert("RGB").resize((160, 120)).save(target)
-    (path / "broken.jpg").write_bytes(b"this is not a JPEG")
-    return path
-
-
-def test_batch_command_on_a_folder_with_a_corrupt_file(tmp_path, capsys) -> None:
-    folder = _folder_of_twenty(tmp_path / "photos")
-    out = tmp_path / "out"
-    status = cli_main(["explain", str(folder), "--method", "grad_cam", "--out", str(out), "--no-progress"])
-    assert status == 1
-    captured = capsys.readouterr()
-    assert "broken.jpg" in captured.err and "19 explained, 0 already done, 1 failed" in captured.out
-    assert len(list(out.glob("*.png"))) == 19 and len(list(out.glob("*.npy"))) == 19
-    rows = json.loads((out / "summary.json").read_text())
-    assert len(rows) == 20
-    assert [r["status"] for r in rows].count("ok") == 19
-    errors = [r for r in rows if r["status"] == "error"]
-    assert len(errors) == 1 and errors[0]["file"].endswith("broken.jpg")
-    chelsea = next(r for r in rows if r["file"].endswith("chelsea.jpg"))
-    assert chelsea["predicted_class"] == "Egyptian cat" and chelsea["target"] == 285
-    assert np.load(out / "chelsea.grad_cam.npy").shape == (1, 224, 224)
-    assert (out / "more__copy0.grad_cam.png").is_file()  # a file in a subfolder keeps its path
-    assert (out / "summary.csv").read_text().count("\n") == 21
-    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
-    # a second run skips the 19 finished files
-    assert cli_main(["explain", str(folder), "--out", str(out), "--no-progress"]) == 1
-    assert "0 explained, 19 already done, 1 failed" in capsys.readouterr().out
-    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == stamps
-    assert len(json.loads((out / "summary.json").read_text())) == 20
-
-
-def test_batch_command_runs_as_a_module(tmp_path) -> None:
-    folder = tmp_path / "two"
-    folder.mkdir()
-    Image.open(REPO / "vizwidgets" / "data" / "images" / "coffee.jpg").save(folder / "coffee.jpg")
-    result = subprocess.run(
-        [sys.executable, "-m", "vizwidgets", "explain", str(folder / "*.jpg"), "--method", "gradient",
-         "--target", "espresso", "--metrics", "deletion", "--out", str(tmp_path / "o"), "--no-progress"],
-        capture_output=True, text=True, check=False, cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    row = json.loads((tmp_path / "o" / "summary.json").read_text())[0]
-    assert row["target_class"] == "espresso" and 0 <= row["deletion"] <= 1
-    bad = subprocess.run(
-        [sys.executable, "-m", "vizwidgets", "explain", str(folder), "--method", "nope", "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, check=False,
-    )
-    assert bad.returncode == 2 and "unknown method 'nope'" in bad.stderr

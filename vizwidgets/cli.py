@@ -1,6 +1,7 @@
 """The batch command: ``python -m vizwidgets explain PATHS... --method grad_cam --out DIR``.
 
-For every image found under PATHS (files, folders, glob patterns) it writes, into DIR:
+For every image found under PATHS (files, folders, glob patterns; JPEG, PNG, BMP, GIF, TIFF
+and WebP files by their suffix) it writes, into DIR:
 
 - ``<name>.<method>.png``: the explanation drawn over the image (what the model saw, 224x224);
 - ``<name>.<method>.npy``: the raw map, float32, ``(C, H, W)``;
@@ -8,9 +9,14 @@ For every image found under PATHS (files, folders, glob patterns) it writes, int
   probability, target, the metrics asked for, the output files, and ``status`` ("ok" or
   "error" with the message).
 
-A second run into the same DIR skips the files already done (their rows are kept). A file
-that cannot be read is reported and skipped; the others go on; the exit status is 1 if any
-file failed, 2 for bad arguments, else 0.
+Nothing inside DIR is explained, so DIR may lie inside a folder of PATHS
+(``explain . --out results``): a second run finds the same images, not the first run's
+pictures. A second run into the same DIR skips the files already done (their rows are kept).
+A file that cannot be read is reported (its name and what to do) and skipped; the others go
+on; the exit status is 1 if any file failed, 2 for bad arguments, else 0.
+
+``python -m vizwidgets explain --list`` (or ``python -m vizwidgets methods``) lists the
+methods ``--method`` takes.
 """
 
 from __future__ import annotations
@@ -21,15 +27,55 @@ import glob
 import json
 import os
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+from vizwidgets.data.loading import IMAGE_SUFFIXES
+
+__all__ = ["IMAGE_SUFFIXES", "SUMMARY_FIELDS", "find_images", "main", "methods_listing"]
+
 SUMMARY_FIELDS = [
     "file", "method", "status", "error", "predicted", "predicted_class", "probability",
     "target", "target_class", "deletion", "insertion", "average_drop", "png", "npy",
 ]
+
+
+def _description() -> str:
+    """The module docstring after its title line, as plain text for ``explain --help``."""
+    body = (__doc__ or "").split("\n", 2)[-1]
+    return body.replace("``", "").strip()
+
+
+def methods_listing() -> str:
+    """One line per registered attribution method: its name, family and what it shows.
+
+    Built from :data:`vizwidgets.attribution.METHODS` (imports PyTorch).
+    """
+    from vizwidgets.attribution import METHODS
+
+    width = max(len(name) for name in METHODS) + 2
+    lines = [f"{'method':<{width}}{'family':<14}what it shows"]
+    for name, method in METHODS.items():
+        summary = method.description.strip().splitlines()[0] if method.description.strip() else method.title
+        lines.append(f"{name:<{width}}{method.family:<14}{summary}")
+    layered = ", ".join(name for name, method in METHODS.items() if method.needs_layer)
+    lines += textwrap.wrap(f"--layer is for {layered}; the others work on the pixels.", width=96)
+    return "\n".join(lines)
+
+
+class _ListMethods(argparse.Action):
+    """``--list``: print :func:`methods_listing` and exit 0, before other arguments are checked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: Any = argparse.SUPPRESS, help: str | None = None) -> None:  # noqa: A002
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(methods_listing())
+        parser.exit(0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,11 +84,19 @@ def _parser() -> argparse.ArgumentParser:
     explain = commands.add_parser(
         "explain",
         help="explain the model's decision on many images",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        description=_description(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    explain.add_argument("paths", nargs="+", help="image files, folders or glob patterns ('photos/**/*.jpg')")
-    explain.add_argument("--method", default="grad_cam", help="attribution method (default grad_cam; see --list)")
-    explain.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
+    commands.add_parser("methods", help="list the attribution methods (as explain --list)")
+    explain.add_argument(
+        "paths", nargs="+", metavar="PATHS", help="image files, folders or glob patterns ('photos/**/*.jpg')"
+    )
+    explain.add_argument("--method", default="grad_cam", help="attribution method (default grad_cam; --list shows them)")
+    explain.add_argument("--list", action=_ListMethods, help="list the attribution methods and exit")
+    explain.add_argument(
+        "--out", required=True, type=Path, metavar="DIR",
+        help="output folder (created if missing); images inside it are never explained, so it may lie inside PATHS",
+    )
     explain.add_argument("--model", default="efficientnet_lite0", help="model name (default efficientnet_lite0)")
     explain.add_argument("--layer", default=None, help="layer for CAM methods (default: the model's)")
     explain.add_argument("--target", default=None, help="class index or name (default: each image's prediction)")
@@ -55,35 +109,73 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def find_images(paths: Sequence[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+def find_images(
+    paths: Sequence[str], exclude: Path | None = None
+) -> tuple[list[Path], list[tuple[str, str]]]:
     """Image files under ``paths`` (sorted, without repeats) and ``(path, problem)`` for
-    paths that matched nothing."""
+    paths that matched nothing.
+
+    Files in folders and glob matches are taken by suffix (:data:`IMAGE_SUFFIXES`); a link
+    among them is kept even when it leads nowhere, so that loading it reports why. Nothing
+    inside the folder ``exclude`` (the output folder) is returned, even when named.
+    """
+    outside = _outside(exclude)
     found: dict[Path, None] = {}
     missing: list[tuple[str, str]] = []
     for raw in paths:
         path = Path(raw).expanduser()
         if any(ch in raw for ch in "*?["):
             matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
-            files = [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-            if not files:
-                missing.append((raw, "the pattern matched no image files"))
-            found.update(dict.fromkeys(files))
+            files = [p for p in matches if _is_image_file(p)]
+            kept = [p for p in files if outside(p)]
+            if not kept:
+                missing.append((raw, "the pattern matched no image files" + _excluded_note(files)))
+            found.update(dict.fromkeys(kept))
         elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not files:
-                missing.append((raw, "the folder holds no image files (" + ", ".join(IMAGE_SUFFIXES) + ")"))
-            found.update(dict.fromkeys(files))
-        elif path.is_file():
-            found[path] = None
+            files = sorted(p for p in path.rglob("*") if _is_image_file(p))
+            kept = [p for p in files if outside(p)]
+            if not kept:
+                missing.append(
+                    (raw, "the folder holds no image files (" + ", ".join(IMAGE_SUFFIXES) + ")" + _excluded_note(files))
+                )
+            found.update(dict.fromkeys(kept))
+        elif path.is_file() or path.is_symlink():
+            if outside(path):
+                found[path] = None
+            else:
+                missing.append((raw, "the file is inside the output folder --out; results are not explained"))
         else:
             missing.append((raw, "no such file or folder"))
     return list(found), missing
 
 
+def _is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and (path.is_file() or path.is_symlink())
+
+
+def _outside(folder: Path | None) -> Callable[[Path], bool]:
+    """A test: does a path lie outside ``folder`` (links in its parents followed)?"""
+    if folder is None:
+        return lambda path: True
+    root = folder.expanduser().resolve()
+
+    def outside(path: Path) -> bool:
+        # the parent is resolved, not the file: a link inside the folder is inside it
+        where = path.expanduser().absolute().parent.resolve() / path.name
+        return not where.is_relative_to(root)
+
+    return outside
+
+
+def _excluded_note(files: Sequence[Path]) -> str:
+    return " outside the output folder --out" if files else ""
+
+
 def _output_names(files: Sequence[Path]) -> dict[Path, str]:
     """A distinct, readable output name per file: its path below the common folder, with
     separators turned into ``__`` and the suffix dropped."""
-    resolved = [f.resolve() for f in files]
+    # the folder is resolved, not the file: a link keeps its own name (and a loop resolves)
+    resolved = [f.expanduser().absolute().parent.resolve() / f.name for f in files]
     if not resolved:
         return {}
     parents = [str(p.parent) for p in resolved]
@@ -127,12 +219,16 @@ def explain(args: argparse.Namespace) -> int:
     from vizwidgets.viz import normalize, overlay
 
     if args.method not in METHODS:
-        print(f"error: unknown method {args.method!r}; choose from {', '.join(sorted(METHODS))}", file=sys.stderr)
+        print(
+            f"error: unknown method {args.method!r}; choose from {', '.join(sorted(METHODS))} "
+            "(python -m vizwidgets explain --list describes them)",
+            file=sys.stderr,
+        )
         return 2
     if not 0 <= args.alpha <= 1:
         print(f"error: --alpha must be between 0 and 1, got {args.alpha}", file=sys.stderr)
         return 2
-    files, missing = find_images(args.paths)
+    files, missing = find_images(args.paths, exclude=args.out)
     for raw, problem in missing:
         print(f"error: {raw}: {problem}", file=sys.stderr)
     model = vw.load_model(args.model)
@@ -191,7 +287,9 @@ def explain(args: argparse.Namespace) -> int:
         except (OSError, ValueError, TypeError) as error:
             failed += 1
             row.update(status="error", error=f"{type(error).__name__}: {error}")
-            tqdm.write(f"error: {path}: {error}", file=sys.stderr)
+            # our loader's messages name the file and the fix; others get the file named here
+            message = str(error) if str(path) in str(error) else f"{path}: {error}"
+            tqdm.write(f"error: {message}", file=sys.stderr)
         rows[key] = row
         _write_summary(args.out, list(rows.values()))  # after every file: an interrupted run keeps its work
     _write_summary(args.out, list(rows.values()))
@@ -204,4 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "explain":
         return explain(args)
+    if args.command == "methods":
+        print(methods_listing())
+        return 0
     return 2  # pragma: no cover - argparse requires a command
