@@ -5,6 +5,7 @@ bad upload leaves a message and the previous picture."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import io
 import time
 
@@ -207,3 +208,71 @@ def test_explorer_on_a_practitioners_own_torchvision_model(lite) -> None:
     ex.layer.value = "layer3"
     assert ex.error.value == ""
     np.testing.assert_array_equal(decoded(ex.image), explain_picture(own, "chelsea", "grad_cam", layer="layer3"))
+
+
+# --- what a newcomer met: the first image, and pictures cached by name -----------------------
+
+
+def _jpeg(name: str) -> bytes:
+    from vizwidgets.data import load_image
+
+    buffer = io.BytesIO()
+    load_image(name).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def _upload(explorer: Explorer, name: str, content: bytes) -> None:
+    explorer.upload.value = ({"name": name, "type": "image/jpeg", "size": len(content),
+                              "content": memoryview(content),
+                              "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+
+
+def test_explorer_opens_on_the_course_cat_by_default(lite) -> None:
+    default = Explorer(lite)
+    assert default.image_select.value == "chelsea" == default.image_select.options[0]
+    assert "Egyptian cat" in default.bars.value
+    assert ActivationBrowser(lite).image_select.value == "chelsea"
+
+
+def test_two_different_uploads_under_one_name_show_the_second(lite) -> None:
+    explorer = Explorer(lite, ["chelsea"])
+    _upload(explorer, "photo.jpg", _jpeg("coffee"))
+    assert explorer.image_select.value == "photo.jpg" and explorer.error.value == ""
+    assert "espresso" in explorer.bars.value
+    first = decoded(explorer.image)
+    _upload(explorer, "photo.jpg", _jpeg("orange"))  # same name, other picture
+    assert explorer.error.value == ""
+    assert "orange" in explorer.bars.value and "espresso" not in explorer.bars.value
+    second = decoded(explorer.image)
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(second, explain_picture(lite, _jpeg("orange"), "grad_cam"))
+    explorer.image_select.value = "chelsea"  # away and back: still the second
+    explorer.image_select.value = "photo.jpg"
+    np.testing.assert_array_equal(decoded(explorer.image), second)
+
+
+def test_an_upload_named_like_a_bundled_image_does_not_replace_it(lite) -> None:
+    explorer = Explorer(lite, ["chelsea", "coffee"])
+    cat = decoded(explorer.image)
+    _upload(explorer, "chelsea", _jpeg("baboon"))
+    assert explorer.image_select.value == "chelsea (upload)"
+    assert "baboon" in explorer.bars.value
+    explorer.image_select.value = "chelsea"
+    np.testing.assert_array_equal(decoded(explorer.image), cat)
+    assert "Egyptian cat" in explorer.bars.value
+
+
+def test_a_path_whose_file_changed_shows_the_new_file(lite, tmp_path) -> None:
+    import os
+
+    path = tmp_path / "picture.jpg"
+    path.write_bytes(_jpeg("coffee"))
+    explorer = Explorer(lite, ["chelsea"])
+    explorer.path.value = str(path)
+    assert "espresso" in explorer.bars.value
+    path.write_bytes(_jpeg("orange"))
+    os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))  # a later mtime for sure
+    explorer.image_select.value = "chelsea"
+    explorer.image_select.value = str(path)
+    assert "orange" in explorer.bars.value
+    np.testing.assert_array_equal(decoded(explorer.image), explain_picture(lite, str(path), "grad_cam"))

@@ -1,7 +1,9 @@
 """The explorer's computations: pure functions of their arguments, with caches.
 
 - :func:`explanation`: the raw map for a :class:`~vizwidgets.widgets.state.Request`, computed
-  once per (model, image, method, layer, class, options) and then served from a cache;
+  once per (model, image content, method, layer, class, options) and then served from a cache;
+  images are cached by their pixels, never by their name, so a new upload under an old name, or
+  a path whose file changed, shows the new picture;
 - :func:`render`: image + map + :class:`~vizwidgets.widgets.state.Display` -> RGB picture,
   no model call;
 - :func:`explain_picture`: both, the plain function behind the explorer that a notebook can
@@ -11,7 +13,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -24,7 +28,7 @@ from torch import Tensor
 from vizwidgets.viz import normalize, overlay
 from vizwidgets.widgets.state import Display, Request
 
-__all__ = ["LRUCache", "Session", "render", "png", "explain_picture", "predictions_of"]
+__all__ = ["LRUCache", "Session", "content_digest", "render", "png", "explain_picture", "predictions_of"]
 
 
 class LRUCache:
@@ -54,28 +58,66 @@ class LRUCache:
         return len(self._items)
 
 
+def content_digest(image: Image.Image) -> str:
+    """A fingerprint of an image's pixels (mode, size and bytes): equal pixels, equal digest."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def _file_stamp(source: Any) -> tuple[int, int] | None:
+    """``(mtime_ns, size)`` when ``source`` names a file on disk, else None."""
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            status = os.stat(source)
+        except (OSError, ValueError):
+            return None
+        return (status.st_mtime_ns, status.st_size)
+    return None
+
+
 class Session:
-    """A model, its images by key, and caches of inputs, predictions and maps."""
+    """A model, its images by key, and caches of inputs, predictions and maps.
+
+    The caches are keyed by the image's content (:func:`content_digest`), not by its key: a
+    key is only a label in a list. A source that is a file path is checked again when used,
+    and re-read if the file changed since it was added.
+    """
 
     def __init__(self, model: Any, cache_size: int = 64) -> None:
         self.model = model
         self.sources: dict[str, Any] = {}
+        self.images: dict[str, tuple[Image.Image, str, tuple[int, int] | None]] = {}
         self.inputs = LRUCache(cache_size)
         self.probabilities = LRUCache(cache_size)
         self.maps = LRUCache(cache_size)
 
     def add_image(self, key: str, source: Any) -> str:
-        """Register an image (anything ``load_image`` takes) under ``key``; checks it loads."""
+        """Register an image (anything ``load_image`` takes) under ``key``, replacing what the
+        key held before; a bad file raises a readable error and changes nothing."""
         from vizwidgets.data import load_image
 
-        load_image(source)  # raises a readable error for a bad file, before anything changes
+        stamp = _file_stamp(source)
+        image = load_image(source)  # raises before anything changes
         self.sources[key] = source
+        self.images[key] = (image, content_digest(image), stamp)
         return key
 
-    def input(self, key: str) -> Tensor:
+    def digest(self, key: str) -> str:
+        """The content digest of the image under ``key`` now (a changed file is re-read)."""
         if key not in self.sources:
             raise ValueError(f"no image called {key!r}; choose one of {sorted(self.sources)}")
-        return self.inputs.get((self.model.name, key), lambda: self.model.inputs(self.sources[key]))
+        _, digest, stamp = self.images[key]
+        if stamp is not None and _file_stamp(self.sources[key]) != stamp:
+            self.add_image(key, self.sources[key])
+            digest = self.images[key][1]
+        return digest
+
+    def input(self, key: str) -> Tensor:
+        digest = self.digest(key)
+        image = self.images[key][0]
+        return self.inputs.get((self.model.name, digest), lambda: self.model.inputs(image))
 
     def picture(self, key: str) -> np.ndarray:
         return self.model.preprocess.inverse(self.input(key)[0])
@@ -85,12 +127,13 @@ class Session:
             with torch.no_grad():
                 return self.model.model(self.input(key)).softmax(dim=1)[0]
 
-        return self.probabilities.get((self.model.name, key), make)
+        return self.probabilities.get((self.model.name, self.digest(key)), make)
 
     def explanation(self, request: Request) -> Tensor:
         from vizwidgets.attribution import attribute
 
-        key = (self.model.name, request)
+        key = (self.model.name, self.digest(request.image), request.method, request.layer,
+               request.target, request.options)
 
         def make() -> Tensor:
             target = request.target if request.target is not None else int(self.predictions(request.image).argmax())

@@ -69,6 +69,15 @@ def option_control(option: Any) -> W.Widget | None:
                          description=label, continuous_update=False, style=style, tooltip=option.help, readout_format=".3g")
 
 
+# The image the course talks about first (the cat of notebooks 01 to 05): the widgets open on it.
+FIRST_IMAGE = "chelsea"
+
+
+def _course_first(names: list[str]) -> list[str]:
+    """``names`` with :data:`FIRST_IMAGE` moved to the front, when it is there."""
+    return sorted(names, key=lambda name: name != FIRST_IMAGE)
+
+
 def _wide() -> W.Layout:
     """A fresh layout per control: a shared one would hide them all when one is hidden."""
     return W.Layout(width="320px")
@@ -103,8 +112,9 @@ class Explorer:
         self._methods = METHODS
         self.model = model if model is not None else vw.load_model()
         self.session = Session(self.model)
+        self._bundled = {s.name for s in vw.sample_images()}
         if images is None:
-            images = [s.name for s in vw.sample_images()]
+            images = _course_first([s.name for s in vw.sample_images()])
         keys = []
         for i, image in enumerate(images):
             key = image if isinstance(image, str) else f"image {i + 1}"
@@ -132,7 +142,8 @@ class Explorer:
         self.opacity = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity", style=style)
         self.cmap = W.Dropdown(options=COLORMAPS, value="jet", description="colours", style=style)
         self.scaling = W.Dropdown(options=["percentile", "max", "minmax"], value="percentile", description="scaling", style=style)
-        self.sign = W.ToggleButtons(options=["absolute", "positive", "negative", "all"], value="absolute", style={"button_width": "70px"})
+        self.sign = W.ToggleButtons(options=["absolute", "positive", "negative", "all"], value="absolute", style={"button_width": "auto"},
+                                   tooltips=["|map|", "map > 0 only", "map < 0 only", "both signs, diverging colours"])
         self.compare = W.SelectMultiple(options=method_options, value=(), description="compare", rows=6, layout=_wide())
         self.image = W.Image(format="png", layout=W.Layout(width="336px", height="336px"))
         self.compare_box = W.HBox()
@@ -243,14 +254,20 @@ class Explorer:
             return
         if key not in self.image_select.options:
             self.image_select.options = [*self.image_select.options, key]
-        self.image_select.value = key
+        if self.image_select.value == key:  # same name, perhaps new pixels: show them
+            self._on_image({"new": key})
+        else:
+            self.image_select.value = key
 
     def _on_upload(self, change: dict) -> None:
         files = change["new"]
         if not files:
             return
         item = files[0]
-        self._add_and_select(str(item["name"]), bytes(item["content"]))
+        name = str(item["name"])
+        if name in self._bundled:  # an upload called "chelsea" must not hide the bundled cat
+            name = f"{name} (upload)"
+        self._add_and_select(name, bytes(item["content"]))
 
     def _on_path(self, change: dict) -> None:
         path = change["new"].strip()
@@ -317,7 +334,7 @@ class ActivationBrowser:
 
         self.model = model if model is not None else vw.load_model()
         self.session = Session(self.model)
-        names = list(images) if images is not None else [s.name for s in vw.sample_images()]
+        names = list(images) if images is not None else _course_first([s.name for s in vw.sample_images()])
         for name in names:
             self.session.add_image(name, name)
         self.top = top
@@ -347,8 +364,9 @@ class ActivationBrowser:
     def activations(self) -> torch.Tensor:
         from vizwidgets.features import activations
 
-        key = (self.image_select.value, self.layer.value)
-        return self.session.maps.get(("activations", key), lambda: activations(self.model, self.session.input(key[0]), key[1]))
+        image, layer = self.image_select.value, self.layer.value
+        key = ("activations", self.session.digest(image), layer)  # by content, not by name
+        return self.session.maps.get(key, lambda: activations(self.model, self.session.input(image), layer))
 
     def update(self, new_layer: bool = False) -> None:
         from vizwidgets.features import feature_grid
