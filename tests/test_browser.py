@@ -109,6 +109,17 @@ def test_explorer_in_chromium_changes_the_heatmap_with_the_method(voila_url, tmp
                                    timeout=60_000)
             before = image.evaluate(CANVAS_DATA)
             page.screenshot(path=str(shots / "explorer-grad_cam.png"))
+            # every toggle button shows its whole label ("absolute", not "absol...")
+            buttons = page.locator(".widget-toggle-buttons button")
+            assert buttons.count() >= 4
+            page.locator(".widget-toggle-buttons").first.screenshot(path=str(shots / "explorer-sign.png"))
+            clipped = ("bs => bs.filter(b => b.scrollWidth > b.clientWidth + 1 || b.getBoundingClientRect().right >"
+                       " document.documentElement.clientWidth).map(b => b.innerText)")
+            assert buttons.evaluate_all(clipped) == [], "toggle buttons cut their labels off"
+            # also with a larger font (JupyterLab's "Increase UI Font Size", another theme's font)
+            page.add_style_tag(content=".widget-toggle-buttons button { font-size: 16px !important; }")
+            page.locator(".widget-toggle-buttons").first.screenshot(path=str(shots / "explorer-sign-16px.png"))
+            assert buttons.evaluate_all(clipped) == [], "at 16 px the toggle buttons cut their labels off"
             methods = page.locator("select").nth(1)
             methods.select_option(label="gradient:\xa0Gradient\xa0(saliency)")
             page.wait_for_function(
