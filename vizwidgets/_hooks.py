@@ -52,7 +52,11 @@ def forward_hooks(model: nn.Module, hooks: Mapping[str, ForwardHook]) -> Iterato
 
     All names are checked before any hook is registered; all hooks are removed on exit.
     """
-    modules = {name: get_module(model, name) for name in hooks}
+    named = dict(model.named_modules())
+    modules = {
+        name: named[name] if isinstance(name, str) and name in named else get_module(model, name)
+        for name in hooks
+    }
     handles: list[RemovableHandle] = []
     try:
         for name, hook in hooks.items():

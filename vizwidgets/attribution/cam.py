@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from vizwidgets._hooks import forward_hooks
 from vizwidgets.attribution.base import Attribution, Option, Target, chunks, select_scores, upsample
 from vizwidgets.attribution.guided import RectifierRule, rectifier_override
+from vizwidgets.attribution.limits import rows_per_pass
 
 __all__ = [
     "CAM",
@@ -104,6 +105,11 @@ class _LayerMethod(Attribution):
     needs_layer = True
     output = "map"
     options: tuple[Option, ...] = (_UPSAMPLE,)
+    zero_hint = (
+        "the CAM family keeps only positive evidence (a ReLU on the weighted sum), and this layer "
+        "holds none for the target class: try the predicted class (target=None), another layer, "
+        "or cam(..., relu=False)"
+    )
 
     def _activation_and_gradient(self, x: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
         assert self.layer is not None
@@ -284,7 +290,10 @@ class ScoreCAM(_LayerMethod):
     under ``no_grad``: on 2 CPU threads (default model, head layer, one image, 128 channels,
     median of 3) a forward pass cost 20.4 ms per masked image in chunks of 1, 14.3 ms in
     chunks of 2, 13.4 ms in chunks of 4, 20.1 ms in chunks of 8, 23.9 ms in chunks of 16 and
-    67 ms in chunks of 64, hence the default 4. On a GPU a larger chunk is faster. (The paper's baseline term ``f(x_b)`` is the same for every channel and
+    67 ms in chunks of 64, hence the default 4. On a GPU a larger chunk is faster.
+    ``chunk_size`` is an upper bound: a pass never takes more masked images than fit the
+    memory budget (:func:`~vizwidgets.attribution.limits.rows_per_pass`), and the result does
+    not depend on it. (The paper's baseline term ``f(x_b)`` is the same for every channel and
     is left out.)
     """
 
@@ -295,7 +304,10 @@ class ScoreCAM(_LayerMethod):
         "Wang, Wang, Du, Yang, Zhang, Ding, Mardziel & Hu 2020, Score-CAM: Score-Weighted "
         "Visual Explanations for Convolutional Neural Networks, CVPR workshops"
     )
-    options = (_UPSAMPLE, Option("chunk_size", _SCORE_CHUNK, "int", "masked images per forward pass", 1, 4096))
+    options = (
+        _UPSAMPLE,
+        Option("chunk_size", _SCORE_CHUNK, "int", "masked images per forward pass, at most (capped by the memory budget)", 1, 4096),
+    )
 
     def _channels(self, activation: Tensor) -> Tensor:
         """Indices ``(N, k)`` of the channels to score: all of them."""
@@ -309,6 +321,7 @@ class ScoreCAM(_LayerMethod):
                 _, used = select_scores(self.model(x), target)
             activation = store["A"]
             channels = self._channels(activation)
+            chunk_size = rows_per_pass(self.model, *x.shape[-2:], chunk_size, backward=False)
             maps = []
             for i in range(x.shape[0]):
                 chosen = activation[i, channels[i]]  # (k, h, w)
@@ -335,7 +348,7 @@ class FastScoreCAM(ScoreCAM):
     options = (
         _UPSAMPLE,
         Option("top_k", 32, "int", "channels scored (those with the highest mean activation)", 1, 4096, interactive=(4, 256)),
-        Option("chunk_size", _SCORE_CHUNK, "int", "masked images per forward pass", 1, 4096),
+        Option("chunk_size", _SCORE_CHUNK, "int", "masked images per forward pass, at most (capped by the memory budget)", 1, 4096),
     )
 
     def _map(self, x: Tensor, target: Tensor | None, *, top_k: int = 32, chunk_size: int = _SCORE_CHUNK, **options: Any) -> Tensor:

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from vizwidgets.attribution.base import Attribution, Option, Target, chunks, select_scores
+from vizwidgets.attribution.limits import rows_per_pass
 
 __all__ = [
     "Gradient",
@@ -83,6 +84,11 @@ class SmoothGrad(Attribution):
     ``sigma = noise * (max(x) - min(x))`` per image. The target is fixed on the clean image.
     The noise is drawn once from ``seed`` and shared by every image of the batch, so a batch
     gives each image the same result as a call with that image alone.
+
+    ``chunk_size`` noisy copies of every image go through one forward+backward pass
+    (``N * chunk_size`` rows), fewer when that would exceed the memory budget
+    (:func:`~vizwidgets.attribution.limits.rows_per_pass`): ``chunk_size`` is an upper bound,
+    and the result does not depend on it.
     """
 
     name = "smoothgrad"
@@ -96,7 +102,10 @@ class SmoothGrad(Attribution):
     options = (
         Option("samples", 25, "int", "noisy copies averaged", 1, 500, interactive=(1, 64)),
         Option("noise", 0.15, "float", "noise level as a fraction of the image's value range", 0.0, 1.0),
-        Option("chunk_size", 8, "int", "noisy copies per forward+backward pass", 1, 500),
+        Option(
+            "chunk_size", 8, "int",
+            "noisy copies per forward+backward pass, at most (capped by the memory budget)", 1, 500,
+        ),
         Option("seed", 0, "int", "seed of the noise (None: a new draw each call)", 0, None, nullable=True),
     )
 
@@ -116,6 +125,7 @@ class SmoothGrad(Attribution):
         unit_noise = torch.randn((samples, 1, *x.shape[1:]), generator=generator).to(x.device, x.dtype)
         sigma = noise * (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3)))  # (N,)
         total = torch.zeros_like(x)
+        chunk_size = rows_per_pass(self.model, *x.shape[-2:], chunk_size, rows_per_item=n, backward=True)
         for part in chunks(samples, chunk_size):
             noisy = x[None] + unit_noise[part] * sigma.view(1, n, 1, 1, 1)  # (S, N, C, H, W)
             grad, _ = input_gradient(self.model, noisy.flatten(0, 1), target.repeat(part.stop - part.start))

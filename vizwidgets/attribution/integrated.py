@@ -27,7 +27,9 @@ to 0.045, and then moves by 2 more in all), so 64 Gauss-Legendre steps leave a d
 steps. docs/attribution.md ("Integrated Gradients: how many steps") has the measurements.
 
 Batching slices the path, not the images: ``chunk_size`` path points of every image of the
-batch go through the network together, ``N * chunk_size`` rows per pass.
+batch go through the network together, ``N * chunk_size`` rows per pass, or fewer when that
+would exceed the memory budget (:func:`~vizwidgets.attribution.limits.rows_per_pass`); the
+result does not depend on the chunking.
 
 Shapes: ``inputs`` and the result are ``(N, 3, H, W)`` (preprocessed space), the delta ``(N,)``.
 """
@@ -55,6 +57,7 @@ from vizwidgets.attribution.base import (
     unwrap_model,
 )
 from vizwidgets.attribution.gradient import input_gradient
+from vizwidgets.attribution.limits import rows_per_pass
 
 __all__ = [
     "IntegratedGradients",
@@ -228,6 +231,8 @@ def _check_baseline_tensor(baseline: Tensor, x: Tensor) -> Tensor:
         )
     if not baseline.is_floating_point():
         raise ValueError(f"baseline tensor must be a float tensor (preprocessed space), got {baseline.dtype}")
+    if baseline.device.type == "meta":
+        raise ValueError("baseline tensor is on the meta device (no values); create it on the inputs' device")
     if not torch.isfinite(baseline).all():
         raise ValueError("baseline tensor contains NaN or infinite values")
     baseline = baseline.detach().to(x.device, x.dtype)
@@ -292,7 +297,7 @@ def completeness_delta(
     ``steps`` grows. The model is left as it was.
     """
     module, classes = unwrap_model(model)
-    x = check_inputs(inputs)
+    x = check_inputs(inputs, module)
     if not isinstance(attributions, Tensor):
         raise TypeError(f"attributions must be a torch.Tensor, got {type(attributions).__name__}")
     if attributions.shape != x.shape:
@@ -347,7 +352,9 @@ class IntegratedGradients(Attribution):
         runs) IG took 2.98 s in chunks of 1, 2.10 s in chunks of 5, 2.11 s in chunks of 10,
         3.00 s in chunks of 25 and 3.77 s in one chunk of 50, against 2.59 s for 50 bare
         forward+backward passes of one image. Chunks of 5 tie with 10 and need half the
-        memory. On a GPU a larger chunk is faster.
+        memory. On a GPU a larger chunk is faster. An upper bound: a pass never takes more
+        rows than fit the memory budget (2 GiB by default, about 16 rows of 224 x 224 for
+        the default model; see :mod:`~vizwidgets.attribution.limits`).
     seed:
         Seed of the "uniform" baseline (None: a new draw each call).
     """
@@ -370,7 +377,8 @@ class IntegratedGradients(Attribution):
         Option("quadrature", "gausslegendre", "choice", "quadrature rule for the path integral", choices=QUADRATURES),
         Option(
             "chunk_size", _DEFAULT_CHUNK, "int",
-            "path points per forward+backward pass (N x chunk_size rows)", 1, 1024,
+            "path points per forward+backward pass (N x chunk_size rows), at most: capped by the "
+            "memory budget", 1, 1024,
         ),
         Option("seed", 0, "int", "seed of the uniform baseline (None: a new draw each call)", 0, None, nullable=True),
     )
@@ -404,6 +412,7 @@ class IntegratedGradients(Attribution):
             with torch.no_grad():
                 target = self.model(x).argmax(dim=1)
         nodes, weights = quadrature_rule(quadrature, steps)
+        chunk_size = rows_per_pass(self.model, *x.shape[-2:], chunk_size, rows_per_item=x.shape[0], backward=True)
         return _integrated_gradients(self.model, x, base, target, nodes, weights, chunk_size)
 
     def attribute_with_delta(
@@ -420,7 +429,7 @@ class IntegratedGradients(Attribution):
             options = {**options, "seed": int(torch.randint(0, 2**31 - 1, ()).item())}
             checked["seed"] = options["seed"]
         attributions = self.attribute(inputs, target, **options)
-        x = check_inputs(inputs)
+        x = check_inputs(inputs, self.model)
         base = self.make_baseline(x, checked["baseline"], seed=checked["seed"])
         target_indices = normalize_target(target, x.shape[0], self.classes)
         with prepared(self.model):

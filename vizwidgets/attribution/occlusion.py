@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from vizwidgets.attribution.base import Attribution, Option, Target, chunks, select_scores
+from vizwidgets.attribution.limits import rows_per_pass
 
 __all__ = ["Occlusion", "occlusion", "window_starts"]
 
@@ -117,6 +118,8 @@ class Occlusion(Attribution):
         Occluded images per forward pass (default 4). On 2 CPU threads (default model,
         224 x 224, 169 windows) chunks of 2 to 4 took about 2.3 s, single images 4.0 s and
         chunks of 16 5.3 s or more: big batches lose on CPU. On a GPU a larger chunk is faster.
+        An upper bound: a pass never takes more images than fit the memory budget
+        (:func:`~vizwidgets.attribution.limits.rows_per_pass`).
     """
 
     name = "occlusion"
@@ -138,7 +141,7 @@ class Occlusion(Attribution):
             "pixel value of the square, 0 (black) to 1 (white); None: the mean colour",
             0.0, 1.0, nullable=True,
         ),
-        Option("chunk_size", 4, "int", "occluded images per forward pass", 1, 4096),
+        Option("chunk_size", 4, "int", "occluded images per forward pass, at most (capped by the memory budget)", 1, 4096),
     )
 
     def __init__(self, model: Any, layer: str | None = None) -> None:
@@ -191,6 +194,7 @@ class Occlusion(Attribution):
             )
         stride = max(1, window // 2) if stride is None else stride
         value = self.fill_value(x.shape[1], fill).to(x.device, x.dtype)
+        chunk_size = rows_per_pass(self.model, h, w, chunk_size, backward=False)
         return _occlusion(self.model, x, target, value, window, stride, chunk_size)
 
 

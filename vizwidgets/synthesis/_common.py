@@ -8,10 +8,19 @@
 - :func:`run_loop`: ``steps`` calls of a step function with a progress bar, an optional
   callback, and a clean stop on ``KeyboardInterrupt`` (the Stop button of Jupyter): the loop
   returns what it has so far and the model is left as it was.
+- Limits, checked before any work with a message that names the argument and the bound:
+  image sides from the model's downsampling factor (32 pixels for EfficientNet-Lite0, see
+  :mod:`vizwidgets.attribution.limits`) to :data:`MAX_SIDE` (1024: one forward+backward pass
+  of the default model at 1024 x 1024 takes about 1.7 GB), at most :data:`MAX_STEPS` steps,
+  learning rates up to :data:`MAX_LR`, seeds from 0 to ``2**63 - 1``.
+- :func:`finite_or_stop`: a loop whose loss or image stops being finite (an overflow) stops
+  with a warning and keeps the last finite image instead of returning NaN.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +32,8 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from vizwidgets.attribution.base import prepared
+from vizwidgets.attribution.base import INT_LIMIT, prepared
+from vizwidgets.attribution.limits import model_profile
 
 #: ``callback(step, numbers, image)``: after each step, the numbers shown on the progress bar and
 #: the current image ``(N, 3, H, W)`` in [0, 1] (detached); return False to stop.
@@ -39,8 +49,25 @@ __all__ = [
     "image_size",
     "ImageResult",
     "check_positive",
+    "check_seed",
     "generator",
+    "min_side",
+    "finite_or_stop",
+    "MAX_SIDE",
+    "MAX_STEPS",
+    "MAX_LR",
 ]
+
+#: The largest image side (pixels) a synthesis loop makes or takes. One forward+backward pass
+#: of EfficientNet-Lite0 costs about 1.7 KB per pixel (86 MB at 224 x 224), so 1024 x 1024
+#: takes about 1.8 GB; 20000 x 20000 would take 700 GB.
+MAX_SIDE: int = 1024
+
+#: The most steps a loop may be asked for (each step is at least one forward+backward pass).
+MAX_STEPS: int = 100_000
+
+#: The largest learning rate accepted (pixels live in [0, 1]; Adam's steps are about ``lr``).
+MAX_LR: float = 1e3
 
 
 @dataclass
@@ -141,6 +168,17 @@ def to_pixels(model: PixelModel, images: Any, what: str = "images") -> Tensor:
             raise ValueError(f"{what}: a tensor must be (3, H, W) or (N, 3, H, W) pixels, got shape {tuple(images.shape)}")
         if not x.is_floating_point():
             raise ValueError(f"{what}: a tensor must hold float pixels in [0, 1], got {x.dtype}; divide bytes by 255")
+        if x.device.type == "meta":
+            raise ValueError(f"{what}: the tensor is on the meta device (shapes, no values); pass real pixels")
+        if x.shape[0] == 0:
+            raise ValueError(f"{what}: the tensor is an empty batch")
+        smallest = min_side(model)
+        if min(x.shape[-2:]) < smallest or max(x.shape[-2:]) > MAX_SIDE:
+            raise ValueError(
+                f"{what}: the tensor is {x.shape[-2]} x {x.shape[-1]} pixels; each side must be from "
+                f"{smallest} (the model downsamples by {smallest}) to {MAX_SIDE}. Pass the image by "
+                "name, path or PIL image to have it resized to the model's input size"
+            )
         if not torch.isfinite(x).all():
             raise ValueError(f"{what}: the tensor contains NaN or infinite values")
         if x.numel() and (x.min() < 0 or x.max() > 1):
@@ -165,18 +203,33 @@ def to_pixels(model: PixelModel, images: Any, what: str = "images") -> Tensor:
     return torch.stack(arrays).permute(0, 3, 1, 2).contiguous().to(model.device)
 
 
-def image_size(size: Any, default: tuple[int, int]) -> tuple[int, int]:
-    """``(height, width)`` from None (``default``), an int (a square) or a pair."""
+def min_side(model: PixelModel) -> int:
+    """The smallest image side ``model`` can use: its downsampling factor (at least 1)."""
+    return max(1, model_profile(model.module).stride)
+
+
+def image_size(size: Any, default: tuple[int, int], *, minimum: int = 1, name: str = "size") -> tuple[int, int]:
+    """``(height, width)`` from None (``default``), an int (a square) or a pair, each side from
+    ``minimum`` to :data:`MAX_SIDE` pixels."""
     if size is None:
         return default
-    if isinstance(size, int) and not isinstance(size, bool):
-        pair: tuple[int, int] = (size, size)
-    elif isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(v, int) for v in size):
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        pair: tuple[int, int] = (int(size), int(size))
+    elif (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in size)
+    ):
         pair = (int(size[0]), int(size[1]))
     else:
-        raise ValueError(f"size must be an int or (height, width), got {size!r}")
-    if min(pair) < 1:
-        raise ValueError(f"size must be positive, got {size!r}")
+        raise TypeError(f"{name} must be an int or (height, width) of ints, got {size!r}"[:200])
+    if min(pair) < minimum or max(pair) > MAX_SIDE:
+        raise ValueError(
+            f"{name} must be from {minimum} to {MAX_SIDE} pixels a side, got {size!r}: the model "
+            f"downsamples by {minimum}, so smaller images leave it nothing to see, and memory grows "
+            f"with the pixel count (one step at {MAX_SIDE} x {MAX_SIDE} takes about 1.8 GB with the "
+            "default model)"
+        )
     return pair
 
 
@@ -191,32 +244,72 @@ class ImageResult:
 
 
 def check_steps(steps: Any, name: str = "steps", minimum: int = 1) -> int:
-    """A whole number of steps of at least ``minimum``, or a ValueError saying so."""
-    if isinstance(steps, bool) or not isinstance(steps, int):
-        raise TypeError(f"{name} must be an int, got {type(steps).__name__}")
+    """A whole number of steps from ``minimum`` to :data:`MAX_STEPS`, or an error saying so."""
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number (int), got {type(steps).__name__} {steps!r}"[:200])
     if steps < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {steps}")
-    return steps
+    if steps > MAX_STEPS:
+        raise ValueError(f"{name} must be at most {MAX_STEPS}, got {steps}")
+    return int(steps)
 
 
-def check_positive(value: Any, name: str, *, zero: bool = False) -> float:
-    """A finite float > 0 (or >= 0 with ``zero=True``), or a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def check_positive(value: Any, name: str, *, zero: bool = False, maximum: float | None = None) -> float:
+    """A finite float > 0 (or >= 0 with ``zero=True``), at most ``maximum`` if given, or an
+    error naming ``name`` and the allowed range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     value = float(value)
-    if not (value >= 0 if zero else value > 0) or value == float("inf"):
-        raise ValueError(f"{name} must be {'zero or more' if zero else 'positive'} and finite, got {value!r}")
+    allowed = f"{'zero or more' if zero else 'positive'}" + (f" and at most {maximum:g}" if maximum is not None else "")
+    if not math.isfinite(value) or not (value >= 0 if zero else value > 0):
+        raise ValueError(f"{name} must be {allowed} and finite, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be {allowed}, got {value:g}")
     return value
 
 
+def check_seed(seed: Any) -> int | None:
+    """None, or a whole number from 0 to ``2**63 - 1`` (what torch's generators take)."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be None or a whole number (int), got {type(seed).__name__} {seed!r}"[:200])
+    if not 0 <= int(seed) <= INT_LIMIT:
+        raise ValueError(f"seed must be from 0 to 2**63 - 1, got {int(seed)}")
+    return int(seed)
+
+
 def generator(seed: int | None) -> torch.Generator:
-    """A CPU generator seeded with ``seed`` (None: a fresh random seed)."""
+    """A CPU generator seeded with ``seed`` (None: a fresh random seed); see :func:`check_seed`."""
+    seed = check_seed(seed)
     gen = torch.Generator(device="cpu")
     if seed is None:
         gen.seed()
     else:
-        gen.manual_seed(int(seed))
+        gen.manual_seed(seed)
     return gen
+
+
+def finite_or_stop(values: dict[str, float], image: Tensor, previous: Tensor, desc: str, step: int) -> bool:
+    """True if ``values`` and ``image`` are finite; otherwise put ``previous`` back into
+    ``image`` (in place), warn (``RuntimeWarning``) and return False, so the loop can stop.
+
+    An overflow (a huge weight or learning rate) would otherwise turn the image into NaN and
+    every later step with it.
+    """
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if not bad and bool(torch.isfinite(image).all()):
+        return True
+    with torch.no_grad():
+        image.copy_(previous)
+    what = f"the {', '.join(bad)} became non-finite" if bad else "the image became non-finite"
+    warnings.warn(
+        f"{desc}: {what} at step {step + 1} (an overflow: lower the loss weights or the learning "
+        "rate); stopped there and returned the last finite image",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+    return False
 
 
 @contextmanager

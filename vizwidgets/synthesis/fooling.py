@@ -37,12 +37,15 @@ from torch import Tensor
 
 from vizwidgets.attribution.base import prepared
 from vizwidgets.synthesis._common import (
+    MAX_LR,
     Callback,
     PixelModel,
     check_positive,
+    check_seed,
     check_steps,
     generator,
     image_size,
+    min_side,
     pixel_model,
     run_loop,
     to_pixels,
@@ -247,8 +250,9 @@ def pgd(
     takes all the steps.
     """
     epsilon = _budget(epsilon)
-    step_size = check_positive(step_size, "step_size")
+    step_size = check_positive(step_size, "step_size", maximum=1.0)
     steps = check_steps(steps)
+    seed = check_seed(seed)
     pm, x, original, goal = _start(model, images, target)
     start = x
     if random_start:
@@ -287,7 +291,7 @@ def fool(
         raise ValueError(f"confidence must be a probability between 0 and 1 (exclusive), got {confidence!r}")
     max_steps = check_steps(max_steps, "max_steps")
     epsilon = None if epsilon is None else _budget(epsilon)
-    step_size = check_positive(step_size, "step_size")
+    step_size = check_positive(step_size, "step_size", maximum=1.0)
     if target is None:
         raise ValueError("fool needs a target class (index or name); for an untargeted attack use pgd or fgsm")
     pm, x, original, goal = _start(model, images, target)
@@ -309,9 +313,10 @@ def fooling_image(
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
         raise ValueError(f"confidence must be a probability between 0 and 1 (exclusive), got {confidence!r}")
     max_steps = check_steps(max_steps, "max_steps")
-    lr = check_positive(lr, "lr")
+    lr = check_positive(lr, "lr", maximum=MAX_LR)
+    seed = check_seed(seed)
     pm = pixel_model(model)
-    hw = image_size(size, pm.size)
+    hw = image_size(size, pm.size, minimum=min_side(pm))
     noise = torch.rand((1, 3, *hw), generator=generator(seed)).to(pm.device)
     pm_, x, original, goal = _start(pm, noise, target)
     assert goal is not None

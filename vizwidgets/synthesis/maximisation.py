@@ -44,13 +44,18 @@ from vizwidgets._hooks import capture_outputs, get_module
 from vizwidgets._ops import gaussian_blur, total_variation
 from vizwidgets.attribution.base import prepared
 from vizwidgets.synthesis._common import (
+    MAX_LR,
+    MAX_SIDE,
     Callback,
     ImageResult,
     PixelModel,
     check_positive,
+    check_seed,
     check_steps,
+    finite_or_stop,
     generator,
     image_size,
+    min_side,
     pixel_model,
     run_loop,
 )
@@ -63,11 +68,16 @@ __all__ = [
     "Visualization",
     "maximize",
     "PARAMETRIZATIONS",
+    "MAX_PENALTY",
     "color_correlation",
     "random_transform",
 ]
 
 PARAMETRIZATIONS = ("fourier", "pixels")
+
+#: The largest weight of the l2 and total-variation penalties (objectives are logits or
+#: activations of order 1 to 100; a weight of 1e6 already flattens any image to grey).
+MAX_PENALTY: float = 1e6
 
 
 # ----------------------------------------------------------------------------- objectives
@@ -359,7 +369,9 @@ def maximize(
     parametrization:
         ``"fourier"`` (default) or ``"pixels"``.
     size:
-        Image size (int or ``(height, width)``); default the model's input size.
+        Image size (int or ``(height, width)``); default the model's input size. Each side
+        from the model's downsampling factor (32 for the default model) to
+        :data:`~vizwidgets.synthesis._common.MAX_SIDE` (1024) pixels.
     l2, tv:
         Weights of the penalties ``mean((image - 0.5)^2)`` and ``TV(image)``
         (:func:`vizwidgets._ops.total_variation`, ``beta = 2``).
@@ -383,16 +395,17 @@ def maximize(
     pm = pixel_model(model)
     goal = _as_objective(objective)
     steps = check_steps(steps)
-    lr = check_positive(lr, "lr")
-    l2 = check_positive(l2, "l2", zero=True)
-    tv = check_positive(tv, "tv", zero=True)
+    lr = check_positive(lr, "lr", maximum=MAX_LR)
+    l2 = check_positive(l2, "l2", zero=True, maximum=MAX_PENALTY)
+    tv = check_positive(tv, "tv", zero=True, maximum=MAX_PENALTY)
+    seed = check_seed(seed)
     if parametrization not in PARAMETRIZATIONS:
         raise ValueError(f"parametrization must be one of {list(PARAMETRIZATIONS)}, got {parametrization!r}")
     if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter < 0:
         raise ValueError(f"jitter must be a whole number of pixels >= 0, got {jitter!r}")
     if len(scale) != 2 or not 0 < float(scale[0]) <= float(scale[1]):
         raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale!r}")
-    rotate = check_positive(rotate, "rotate", zero=True)
+    rotate = check_positive(rotate, "rotate", zero=True, maximum=360.0)
     if isinstance(blur_every, bool) or not isinstance(blur_every, int) or blur_every < 0:
         raise ValueError(f"blur_every must be a whole number of steps >= 0, got {blur_every!r}")
     if blur_every and parametrization != "pixels":
@@ -400,8 +413,8 @@ def maximize(
             "blur_every only applies to parametrization='pixels'; the Fourier parametrisation "
             "already damps high frequencies (set blur_every=0, or use parametrization='pixels')"
         )
-    blur = check_positive(blur_sigma, "blur_sigma") if blur_every else None
-    hw = image_size(size, pm.size)
+    blur = check_positive(blur_sigma, "blur_sigma", maximum=float(MAX_SIDE)) if blur_every else None
+    hw = image_size(size, pm.size, minimum=min_side(pm))
     if min(hw) < 2 * jitter + 8:
         raise ValueError(f"size {hw} is too small for jitter={jitter}: use at least {2 * jitter + 8} pixels a side")
 
@@ -431,7 +444,8 @@ def maximize(
         with torch.no_grad():
             start_value = float(_evaluate(pm, goal, image_fn())[0])
 
-        def step(i: int) -> dict[str, float]:
+        def step(i: int) -> dict[str, float] | None:
+            before = [p.detach().clone() for p in image_fn.parameters()]
             optimizer.zero_grad(set_to_none=True)
             image = image_fn()
             seen = random_transform(image, gen, jitter=jitter, scale=scale, rotate=rotate)
@@ -444,7 +458,14 @@ def maximize(
             loss.backward()
             optimizer.step()
             image_fn.after_step(blur if blur_every and (i + 1) % blur_every == 0 else None)
-            trace.append(float(value.detach()))
+            numbers = {"objective": float(value.detach()), "loss": float(loss.detach())}
+            for parameter, previous in zip(image_fn.parameters(), before):
+                if not finite_or_stop(numbers, parameter.detach(), previous, "maximise", i):
+                    for other, kept in zip(image_fn.parameters(), before):
+                        with torch.no_grad():
+                            other.copy_(kept)
+                    return None
+            trace.append(numbers["objective"])
             return {"objective": trace[-1]}
 
         done, interrupted = run_loop(pm.module, steps, step, desc=f"maximise {goal.describe(pm)}", progress=progress, callback=callback,

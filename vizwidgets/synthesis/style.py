@@ -33,11 +33,14 @@ from vizwidgets._hooks import capture_outputs, get_module
 from vizwidgets._ops import total_variation
 from vizwidgets.attribution.base import prepared
 from vizwidgets.synthesis._common import (
+    MAX_LR,
     Callback,
     ImageResult,
     PixelModel,
     check_positive,
+    check_seed,
     check_steps,
+    finite_or_stop,
     generator,
     pixel_model,
     run_loop,
@@ -54,7 +57,13 @@ __all__ = [
     "style_transfer",
     "invert_features",
     "InversionResult",
+    "MAX_LOSS_WEIGHT",
 ]
+
+#: The largest weight of a loss term. The course's slider goes to 1e6; the three losses are of
+#: order 1e-3 to 1e2, so 1e9 keeps every weighted loss far inside float32 (3.4e38), while
+#: 1e300 overflowed and returned a NaN image. Only the ratios of the weights matter to Adam.
+MAX_LOSS_WEIGHT: float = 1e9
 
 
 @dataclass(frozen=True)
@@ -230,7 +239,9 @@ def style_transfer(
     lr:
         Learning rate; default 0.02 for Adam (pixel units) and 1 for L-BFGS.
     content_weight, style_weight, tv_weight:
-        The weights of the three losses.
+        The weights of the three losses, each from 0 to :data:`MAX_LOSS_WEIGHT` (1e9). Should
+        the loss or the image still become non-finite, the loop stops with a
+        ``RuntimeWarning`` and returns the last finite image.
     preset:
         A :class:`StylePreset` or the name of one; default: the model's.
     init:
@@ -240,12 +251,13 @@ def style_transfer(
     steps = check_steps(steps)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
-    lr = check_positive(lr if lr is not None else (0.02 if optimizer == "adam" else 1.0), "lr")
+    lr = check_positive(lr if lr is not None else (0.02 if optimizer == "adam" else 1.0), "lr", maximum=MAX_LR)
     weights = {
-        "content": check_positive(content_weight, "content_weight", zero=True),
-        "style": check_positive(style_weight, "style_weight", zero=True),
-        "tv": check_positive(tv_weight, "tv_weight", zero=True),
+        "content": check_positive(content_weight, "content_weight", zero=True, maximum=MAX_LOSS_WEIGHT),
+        "style": check_positive(style_weight, "style_weight", zero=True, maximum=MAX_LOSS_WEIGHT),
+        "tv": check_positive(tv_weight, "tv_weight", zero=True, maximum=MAX_LOSS_WEIGHT),
     }
+    seed = check_seed(seed)
     if init not in ("content", "noise"):
         raise ValueError(f"init must be 'content' or 'noise', got {init!r}")
     chosen = _preset(pm, preset)
@@ -280,8 +292,9 @@ def style_transfer(
         else:
             opt = torch.optim.LBFGS([image], lr=lr, max_iter=1, history_size=20)
 
-        def step(i: int) -> dict[str, float]:
+        def step(i: int) -> dict[str, float] | None:
             record: dict[str, float] = {}
+            previous = image.detach().clone()
 
             def closure() -> Tensor:
                 opt.zero_grad(set_to_none=True)
@@ -293,6 +306,8 @@ def style_transfer(
             opt.step(closure)
             with torch.no_grad():
                 image.clamp_(0.0, 1.0)
+            if not finite_or_stop(record, image.detach(), previous, "style transfer", i):
+                return None
             trace.append(record)
             return {"loss": record["total"]}
 
@@ -340,8 +355,9 @@ def invert_features(
     """
     pm = pixel_model(model)
     steps = check_steps(steps)
-    lr = check_positive(lr, "lr")
-    tv_weight = check_positive(tv_weight, "tv_weight", zero=True)
+    lr = check_positive(lr, "lr", maximum=MAX_LR)
+    tv_weight = check_positive(tv_weight, "tv_weight", zero=True, maximum=MAX_LOSS_WEIGHT)
+    seed = check_seed(seed)
     get_module(pm.module, layer)
     x = to_pixels(pm, image)
     if x.shape[0] != 1:
@@ -362,7 +378,8 @@ def invert_features(
         with torch.no_grad():
             start = float(distance(y))
 
-        def step(i: int) -> dict[str, float]:
+        def step(i: int) -> dict[str, float] | None:
+            previous = y.detach().clone()
             opt.zero_grad(set_to_none=True)
             d = distance(y)
             loss = d + tv_weight * total_variation(y)[0]
@@ -370,6 +387,8 @@ def invert_features(
             opt.step()
             with torch.no_grad():
                 y.clamp_(0.0, 1.0)
+            if not finite_or_stop({"loss": float(loss.detach())}, y.detach(), previous, f"invert {layer}", i):
+                return None
             trace.append(float(d.detach()))
             return {"distance": trace[-1]}
 

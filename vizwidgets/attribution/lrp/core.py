@@ -52,6 +52,7 @@ from vizwidgets.attribution.base import (
     Attribution,
     Option,
     Target,
+    check_result,
     prepared,
     select_scores,
 )
@@ -67,6 +68,8 @@ from vizwidgets.attribution.lrp.rules import Bound, Norm, Rule
 from vizwidgets.models.efficientnet_lite import ResidualAdd, SamePad2d
 
 __all__ = [
+    "EPSILON_MAX",
+    "GAMMA_MAX",
     "LRP",
     "LRPOutput",
     "lrp",
@@ -74,6 +77,17 @@ __all__ = [
     "layer_relevance",
     "UnsupportedLayerError",
 ]
+
+
+#: The largest epsilon (relative to a layer's root mean square output) the registry allows:
+#: each epsilon layer divides the relevance by about ``1 + epsilon``, so on the default model
+#: epsilon = 10 already leaves 1e-12 of it at the pixels, 1e3 leaves 1e-31 and 1e6 underflows
+#: to an all-zero map.
+EPSILON_MAX: float = 1e3
+
+#: The largest gamma the registry allows: by gamma = 1e3 the rule equals the z+ rule (gamma to
+#: infinity) to within 0.1 %; 1e300 overflows float32.
+GAMMA_MAX: float = 1e3
 
 
 class UnsupportedLayerError(ValueError):
@@ -427,6 +441,10 @@ class LRP(Attribution):
         "An Overview, Explainable AI, LNCS 11700"
     )
     output = "pixels"
+    zero_hint = (
+        "each epsilon layer divides the relevance by about 1 + epsilon, so a large epsilon leaves "
+        "nothing for the pixels: try the default epsilon=0.25"
+    )
     options = (
         Option(
             "composite", "default", "choice", "which rule each layer gets", choices=tuple(COMPOSITES)
@@ -434,9 +452,9 @@ class LRP(Attribution):
         Option(
             "epsilon", 0.25, "float",
             "epsilon rule: stabiliser, as a fraction of the root mean square of the layer's outputs",
-            0.0, None,
+            0.0, EPSILON_MAX,
         ),
-        Option("gamma", 0.25, "float", "gamma rule: extra weight on positive contributions", 0.0, None),
+        Option("gamma", 0.25, "float", "gamma rule: extra weight on positive contributions", 0.0, GAMMA_MAX),
         Option(
             "low", None, "tensor",
             "z^B rule: lowest input value, one or one per channel (default: from the model's "
@@ -497,7 +515,9 @@ class LRP(Attribution):
         """Like :meth:`attribute`, returning the relevance with the scores it started from."""
         x, target_indices, checked = self.validate(inputs, target, options)
         with prepared(self.model):
-            return self._explain(x, target_indices, **checked)
+            output = self._explain(x, target_indices, **checked)
+        check_result(output.relevance, self.name, self.zero_hint, stacklevel=self._stacklevel())
+        return output
 
     def _explain(
         self, x: Tensor, target: Tensor | None, *, composite: str | Composite, epsilon: float,
