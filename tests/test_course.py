@@ -74,9 +74,25 @@ def test_there_is_a_course() -> None:
 def test_committed_learner_notebook_is_generated_from_its_solution(script: Path) -> None:
     target = build_course.learner_path(script)
     assert target.is_file(), f"{target} is missing: run python tools/build_course.py"
-    expected = build_course.notebook_text(build_course.build_notebook(script))
-    assert target.read_text(encoding="utf-8") == expected, (
-        f"{target} is out of date with {script}: run python tools/build_course.py"
+    expected = build_course.generated_content(build_course.build_notebook(script))
+    found = build_course.generated_content(nbformat.read(target, as_version=4))
+    assert found == expected, f"{target} is out of date with {script}: run python tools/build_course.py"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
+def test_generated_notebook_is_clean(script: Path) -> None:
+    """What the build writes has no outputs, counts or ids, and is always the same bytes."""
+    notebook = build_course.build_notebook(script)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+        assert "id" not in cell
+    nbformat.validate(notebook)
+    assert notebook.metadata.kernelspec.name == "python3"
+    assert "jupytext" not in notebook.metadata
+    assert (notebook.nbformat, notebook.nbformat_minor) == (4, 4)
+    assert build_course.notebook_text(notebook) == build_course.notebook_text(
+        build_course.build_notebook(script)
     )
 
 
@@ -190,9 +206,6 @@ def test_exercise_and_check_cells_are_tagged_raises_exception(script: Path) -> N
         expected = bool(_solution_regions(solution_cell.source)) or "check" in tags
         assert ("raises-exception" in tags) == expected, learner_cell.source
         checks += "check" in tags
-        if learner_cell.cell_type == "code":
-            assert learner_cell.outputs == [] and learner_cell.execution_count is None
-        assert "id" not in learner_cell
     assert checks, f"{script.name} has exercises but no check cell"
 
 
@@ -205,15 +218,6 @@ def test_solution_regions_hold_no_imports(script: Path) -> None:
                 assert not re.match(r"\s*(import|from)\s+\w", line), (
                     f"{script.name}: move {line.strip()!r} to the imports cell at the top"
                 )
-
-
-@pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
-def test_learner_notebook_metadata_is_plain(script: Path) -> None:
-    learner = nbformat.read(build_course.learner_path(script), as_version=4)
-    nbformat.validate(learner)
-    assert learner.metadata.kernelspec.name == "python3"
-    assert "jupytext" not in learner.metadata
-    assert (learner.nbformat, learner.nbformat_minor) == (4, 4)
 
 
 # --- the build conventions, on small scripts ------------------------------------------------
@@ -685,6 +689,11 @@ def no_kernel_left():
     assert not left, f"the test left {len(left)} Jupyter kernel(s) running: {sorted(left)}"
 
 
+# Learner notebooks as the learner-run test executed them, for the "a learner used the course"
+# test below (which runs them itself when it runs alone).
+_LEARNER_RUNS: dict[str, nbformat.NotebookNode] = {}
+
+
 def _errors(cell: nbformat.NotebookNode) -> list[str]:
     return [o.ename for o in cell.get("outputs", []) if o.output_type == "error"]
 
@@ -709,6 +718,7 @@ def test_solution_notebook_runs_without_error(script: Path) -> None:
 def test_learner_notebook_fails_only_where_exercises_are_unfinished(script: Path) -> None:
     learner = nbformat.read(build_course.learner_path(script), as_version=4)
     executed = _execute(learner, cwd=ROOT / "course")
+    _LEARNER_RUNS[script.stem] = executed
     for cell in executed.cells[1:]:
         errors = _errors(cell)
         if "raises-exception" in cell.metadata.get("tags", []):
@@ -763,3 +773,80 @@ def test_failed_checks_show_the_hint_without_the_graders_code(tmp_path: Path) ->
     assert "Exercise: exponentiate" in todo
     assert bug_name == "AssertionError"
     assert "logits.no_such_method()" in bug and "AttributeError" in bug  # the learner's line
+
+
+# --- (f) a learner runs every notebook in JupyterLab, then the tests --------------------------
+
+
+def _saved_by_jupyterlab(executed: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``executed`` (without the network-blocking first cell) as JupyterLab 4 saves it: outputs
+    and counts kept, nbformat 4.5 with cell ids, language info and the widget state."""
+    notebook = nbformat.from_dict(executed)
+    notebook.cells = notebook.cells[1:]
+    notebook.nbformat_minor = 5
+    for number, cell in enumerate(notebook.cells):
+        cell["id"] = f"cell-{number:03d}"
+    notebook.metadata["kernelspec"] = {
+        "display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"
+    }
+    notebook.metadata["language_info"] = {"name": "python", "version": sys.version.split()[0]}
+    notebook.metadata["widgets"] = {
+        "application/vnd.jupyter.widget-state+json": {
+            "state": {}, "version_major": 2, "version_minor": 0
+        }
+    }
+    nbformat.validate(notebook)
+    return notebook
+
+
+@pytest.mark.slow
+def test_course_tests_pass_after_a_learner_ran_every_notebook(tmp_path: Path) -> None:
+    """Execute and save every learner notebook, then run the course tests (nbval included).
+
+    Runs in a copy of the project, so the real ``course/`` is never touched. This is also
+    where nbval runs the learner notebooks: in the state a learner leaves them.
+    """
+    import shutil
+    import subprocess
+
+    copy = tmp_path / "project"
+    for part in ("tools", "solutions", "course"):
+        shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "tests").mkdir()
+    for name in ("conftest.py", "test_course.py"):
+        shutil.copy2(ROOT / "tests" / name, copy / "tests" / name)
+    shutil.copy2(ROOT / "pyproject.toml", copy / "pyproject.toml")
+
+    saved_outputs = 0
+    for script in SCRIPTS:
+        target = copy / "course" / f"{script.stem}.ipynb"
+        executed = _LEARNER_RUNS.get(script.stem)
+        if executed is None:
+            executed = _execute(nbformat.read(target, as_version=4), cwd=copy / "course")
+        notebook = _saved_by_jupyterlab(executed)
+        saved_outputs += sum(len(c.get("outputs", [])) for c in notebook.cells)
+        nbformat.write(notebook, target)
+    assert saved_outputs > 50  # the copies really hold a learner's run
+
+    env = dict(os.environ, MPLBACKEND="Agg")
+    report = tmp_path / "report.xml"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
+         f"--junit-xml={report}", "tests/test_course.py", "course/"],
+        cwd=copy, env=env, capture_output=True, text=True, timeout=1800,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+
+    import xml.etree.ElementTree as ET
+
+    cases = ET.parse(report).getroot().iter("testcase")
+    ran: dict[str, int] = {}
+    for case in cases:
+        assert case.find("skipped") is None or "course" not in case.get("classname", "")
+        where = case.get("classname", "") + "::" + case.get("name", "")
+        match = re.search(r"(\d\d_\w+)\.ipynb", where)
+        if match:
+            ran[match.group(1)] = ran.get(match.group(1), 0) + 1
+    # nbval ran every saved notebook, cell by cell
+    assert sorted(ran) == SCRIPT_IDS, ran
+    assert all(count >= 5 for count in ran.values()), ran

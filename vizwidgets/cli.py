@@ -78,6 +78,26 @@ class _ListMethods(argparse.Action):
         parser.exit(0)
 
 
+def _course_description() -> str:
+    from vizwidgets import workspace
+
+    return (workspace.__doc__ or "").split("\n", 2)[-1].replace("``", "").strip()
+
+
+def _course(args: argparse.Namespace) -> int:
+    from vizwidgets import workspace
+
+    extra = list(args.jupyter_args)
+    try:
+        return workspace.start_course(
+            args.folder if args.folder is not None else workspace.DEFAULT_FOLDER,
+            app=args.app, extra=extra, source=args.source, start=not args.no_start,
+        )
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vizwidgets", description="vizwidgets from the command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +108,25 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands.add_parser("methods", help="list the attribution methods (as explain --list)")
+    course = commands.add_parser(
+        "course",
+        help="copy the course notebooks into your own folder and open them in JupyterLab",
+        description=_course_description(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    course.add_argument(
+        "folder", nargs="?", type=Path, default=None, metavar="FOLDER",
+        help="where your copies go (default: my-course); notebooks already there are kept",
+    )
+    course.add_argument(
+        "--app", choices=["lab", "notebook"], default="lab",
+        help="lab: JupyterLab 4 (default); notebook: Notebook 7",
+    )
+    course.add_argument("--source", type=Path, default=None, help=argparse.SUPPRESS)
+    course.add_argument(
+        "--no-start", action="store_true", help="make the copies and the settings, start nothing"
+    )
+    course.epilog = "Arguments after -- go to Jupyter, e.g. python -m vizwidgets course -- --no-browser --port 8899"
     explain.add_argument(
         "paths", nargs="+", metavar="PATHS", help="image files, folders or glob patterns ('photos/**/*.jpg')"
     )
@@ -299,10 +338,18 @@ def explain(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passed_on: list[str] = []
+    if argv[:1] == ["course"] and "--" in argv:  # what follows -- is Jupyter's
+        split = argv.index("--")
+        argv, passed_on = argv[:split], argv[split + 1:]
     args = _parser().parse_args(argv)
+    args.jupyter_args = passed_on
     if args.command == "explain":
         return explain(args)
     if args.command == "methods":
         print(methods_listing())
         return 0
+    if args.command == "course":
+        return _course(args)
     return 2  # pragma: no cover - argparse requires a command
