@@ -45,6 +45,38 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert runs[0] in readme
 
 
-def test_readme_course_command_opens_the_course_folder() -> None:
+def test_readme_course_command_opens_the_learners_copies() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert re.search(r"pip install -e \"\.\[course\]\" && \.venv/bin/jupyter lab course/", readme)
+    assert 'pip install -e ".[course]" && .venv/bin/python -m vizwidgets course\n' in readme
+    assert "jupyter lab course/" not in readme  # learners never work in the originals
+    course = _pyproject()["project"]["optional-dependencies"]["course"]
+    assert {"jupyterlab", "notebook"} <= {_name(r) for r in course}  # JupyterLab 4 and Notebook 7
+
+
+_LINK = re.compile(r"\[[^\]]*\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_relative_links_in_the_docs_stay_inside_the_repository() -> None:
+    """A link to ``../shared/...`` works in one checkout and is broken in every clone."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "course").glob("*.md")), *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in _LINK.findall(page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target):
+                continue  # a URL
+            resolved = (page.parent / target).resolve()
+            if not resolved.is_relative_to(ROOT) or not resolved.exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not broken, broken
+
+
+def test_readme_top1_table_is_what_the_model_says(lite) -> None:
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| (\w+) \| (.+?) \((\d+)\) \| (0\.\d\d) \|$", readme, flags=re.M)
+    assert len(rows) >= 9
+    for name, label, index, probability in rows:
+        top = lite.predict(name, k=1)[0]
+        assert (top.label, top.index) == (label, int(index)), name
+        assert f"{top.probability:.2f}" == probability, (name, top.probability)
+    example = re.search(r"model\.predict\(\"chelsea\"\)\[0\].*probability=(0\.\d+)", readme)
+    assert example and abs(lite.predict("chelsea")[0].probability - float(example.group(1))) < 1e-3
