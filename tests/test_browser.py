@@ -1,5 +1,10 @@
-"""The Explorer in a real browser: Voila serves a notebook on 127.0.0.1, Debian's chromium,
-driven by Playwright, changes the method and sees the heatmap change.
+"""The front ends in a real browser (Debian's chromium driven by Playwright, servers on
+127.0.0.1 only, stopped after each test):
+
+- Voila serves the Explorer; changing the method changes the heatmap; toggle buttons show
+  their whole labels;
+- JupyterLab, started by ``python -m vizwidgets course``, saves a notebook's widget state, so
+  the notebook reopened after its kernel is gone shows its widget, not "model not found".
 
 Needs the ``chromium`` package (``apt-get install chromium``; Playwright's own browser
 download does not work offline) and the test extras (voila, playwright). Without them the
@@ -139,3 +144,113 @@ def test_explorer_in_chromium_changes_the_heatmap_with_the_method(voila_url, tmp
         finally:
             browser.close()
     assert (shots / "explorer-gradient.png").stat().st_size > 10_000
+
+
+# --- JupyterLab: a notebook saved with widgets reopens with them ------------------------------
+
+
+@pytest.fixture()
+def course_server(tmp_path):
+    """``python -m vizwidgets course`` on 127.0.0.1 (JupyterLab), with a token; stopped after."""
+    problem = _missing()
+    if problem is not None:
+        if REQUIRED:
+            pytest.fail(f"the browser test is required here but {problem}")
+        pytest.skip(problem)
+    import signal
+
+    folder = tmp_path / "my-course"
+    folder.mkdir()
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [nbformat.v4.new_code_cell(
+        "import ipywidgets as W\nW.IntSlider(value=7, max=10, description='seven')"
+    )]
+    nbformat.write(notebook, folder / "widget.ipynb")
+    port, token = _free_port(), "browser-test-token"
+    log = (tmp_path / "jupyter.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vizwidgets", "course", str(folder), "--", "--no-browser", f"--port={port}",
+         "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "user-settings"),
+                 JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces")),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("jupyter did not start: " + (tmp_path / "jupyter.log").read_text()[-2000:]) from None
+                time.sleep(0.5)
+        yield base, token, folder
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+def test_jupyterlab_reopens_a_saved_notebook_with_its_widgets(course_server, tmp_path) -> None:
+    """Run a widget cell, save, stop the kernel, reload: the widget shows, not "model not found"."""
+    import json
+
+    from playwright.sync_api import sync_playwright
+
+    base, token, folder = course_server
+    shots = Path(os.environ.get("VIZWIDGETS_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    saved = folder / "widget.ipynb"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--no-first-run", "--disable-sync"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.goto(f"{base}/lab/tree/widget.ipynb?token={token}", timeout=120_000)
+            page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=120_000)
+            deadline = time.monotonic() + 120  # the notebook's kernel is up and connected
+            while True:
+                with urllib.request.urlopen(f"{base}/api/kernels?token={token}") as response:
+                    kernels = json.loads(response.read())
+                if any(k["connections"] > 0 and k["execution_state"] == "idle" for k in kernels):
+                    break
+                assert time.monotonic() < deadline, f"no kernel became ready: {kernels}"
+                time.sleep(0.5)
+            page.wait_for_timeout(1000)
+            page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
+            page.keyboard.press("Shift+Enter")
+            page.wait_for_selector(".jp-OutputArea .widget-slider", timeout=60_000)
+            page.keyboard.press("Control+s")
+            deadline = time.monotonic() + 30
+            state: dict = {}
+            while time.monotonic() < deadline and not state:
+                metadata = json.loads(saved.read_text()).get("metadata", {})
+                state = metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+                time.sleep(0.5)
+            assert any(m.get("state", {}).get("description") == "seven" for m in state.values()), state
+            # "later": the kernel is gone, and the notebook is opened again
+            with urllib.request.urlopen(f"{base}/api/kernels?token={token}") as response:
+                kernels = json.loads(response.read())
+            for kernel in kernels:
+                request = urllib.request.Request(f"{base}/api/kernels/{kernel['id']}?token={token}", method="DELETE")
+                urllib.request.urlopen(request).close()
+            page.reload()
+            page.wait_for_selector(".jp-Notebook .jp-OutputArea-output", timeout=120_000)
+            page.wait_for_timeout(3000)  # the widget manager restores (or fails to) meanwhile
+            page.screenshot(path=str(shots / "jupyterlab-reopened.png"))
+            text = page.inner_text(".jp-Notebook")
+            assert "model not found" not in text
+            assert page.locator(".jp-OutputArea .widget-slider").count() == 1
+            assert "seven" in text
+        finally:
+            browser.close()
