@@ -215,7 +215,7 @@ def test_the_attacks_named_cases_get_messages_that_say_what_to_pass(lite, small)
         attribute(lite, torch.empty(1, 3, 224, 224, device="meta"), 285, "score_cam")
     with pytest.raises(ValueError, match=r"8 x 8 pixels, too small .* downsamples by 32, .* at least 32 pixels"):
         attribute(lite, small[:, :, :8, :8], 285, "gradient")
-    with pytest.raises(TypeError, match=r"option 'samples' must be a whole number \(int\) from 1 to 500, got inf"):
+    with pytest.raises(ValueError, match=r"option 'samples' must be a whole number \(int\) from 1 to 500, got inf"):
         attribute(lite, small, 285, "smoothgrad", samples=float("inf"))
     with pytest.raises(ValueError, match=r"option 'seed' must be at most 2\*\*63 - 1"):
         attribute(lite, small, 285, "smoothgrad", seed=2**70)
@@ -243,7 +243,7 @@ def test_natural_targets_and_the_smallest_size_are_accepted(lite, small) -> None
 def test_integer_and_float_options_are_checked_by_one_helper() -> None:
     count = Option("samples", 25, "int", "", 1, 500)
     assert count.check(np.int64(7), "m") == 7 and type(count.check(np.int64(7), "m")) is int
-    for bad, error in ((2.0, TypeError), (True, TypeError), (float("nan"), TypeError), (501, ValueError), ("3", TypeError)):
+    for bad, error in ((2.0, ValueError), (True, TypeError), (float("nan"), ValueError), (501, ValueError), ("3", TypeError)):
         with pytest.raises(error, match="option 'samples'"):
             count.check(bad, "m")
     seed = Option("seed", 0, "int", "", 0, None, nullable=True)
@@ -255,7 +255,7 @@ def test_integer_and_float_options_are_checked_by_one_helper() -> None:
         with pytest.raises(ValueError, match=r"option 'noise' must be .*0 to 1"):
             level.check(bad, "m")
     choice = Option("baseline", "black", "choice", "", choices=("black", "zero"))
-    with pytest.raises(TypeError, match="option 'baseline' must be one of"):
+    with pytest.raises(ValueError, match="option 'baseline' must be one of"):
         choice.check(np.array([1.0, 2.0]), "m")
 
 

@@ -23,7 +23,7 @@ __all__ = ["TopChannels", "activations", "top_channels", "first_layer_filters", 
 
 def _module_and_inputs(model: Any, images: Any) -> tuple[nn.Module, Tensor]:
     module, classes = unwrap_model(model)
-    return module, check_inputs(model.inputs(images) if module is not model else images)
+    return module, check_inputs(model.inputs(images) if module is not model else images, module)
 
 
 def activations(model: Any, images: Any, layers: str | Sequence[str]) -> Any:

@@ -121,9 +121,10 @@ class Option:
     def check(self, value: Any, method: str) -> Any:
         """Return ``value`` checked (and converted to the option's kind), or raise.
 
-        ``TypeError`` for a wrong type (a float or bool for an integer option, a string for a
-        number), ``ValueError`` for a value outside the range or a non-finite float; the
-        message names the method, the option and its allowed range.
+        ``TypeError`` for a wrong type (a bool or string for a number), ``ValueError`` for a
+        bad value: outside the range, non-finite, a float for an integer option (``inf``,
+        ``nan``, ``2.5``, even ``2.0``), a value that is not one of the choices. The message
+        names the method, the option and its allowed range.
         """
         where = f"{method}: option {self.name!r}"
         if value is None:
@@ -140,18 +141,17 @@ class Option:
             if isinstance(value, Tensor):
                 return value
             if not any(type(value) is type(choice) and value == choice for choice in self.choices):
-                error = ValueError if isinstance(value, str) else TypeError
                 shown = value if isinstance(value, (str, int, float)) else type(value).__name__
-                raise error(f"{where} must be one of {list(self.choices)}, got {shown!r}")
+                raise ValueError(f"{where} must be one of {list(self.choices)}, got {shown!r}")
             return value
         if self.kind == "int":
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise TypeError(
                     f"{where} must be a whole number {self.allowed()}, got {type(value).__name__} {value!r}"
                 )
-            if not isinstance(value, numbers.Integral):
+            if not isinstance(value, numbers.Integral):  # a float: inf, nan, 2.5, even 2.0
                 hint = f"; write {int(value)}" if math.isfinite(value) and float(value).is_integer() else ""
-                raise TypeError(f"{where} must be a whole number (int) {self.allowed()}, got {value!r}{hint}")
+                raise ValueError(f"{where} must be a whole number (int) {self.allowed()}, got {value!r}{hint}")
             value = int(value)
             high = self.maximum if self.maximum is not None else INT_LIMIT
         else:

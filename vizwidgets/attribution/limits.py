@@ -3,8 +3,9 @@
 Every method checks its inputs against the model before any work (see
 :func:`vizwidgets.attribution.base.check_inputs`) and sizes its chunks so that one call stays
 within a memory budget. Both need a few facts about the model, measured once per model by one
-forward pass of a ``probe_side x probe_side`` image under ``torch.no_grad`` (about one forward
-pass in time; the model is in eval mode during it and left exactly as it was):
+forward pass of a ``probe_side x probe_side`` image through a copy of the model on the meta
+device (shapes only: no data is copied or computed, and the model itself, its hooks and its
+statistics never see the probe):
 
 - ``in_channels``: what the first ``nn.Conv2d`` takes (3 for RGB models);
 - ``stride``: how much the model downsamples, ``probe_side / (smallest side of any
@@ -29,6 +30,7 @@ therefore an upper bound; chunking changes how the work is split, never the resu
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import weakref
@@ -38,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vizwidgets._hooks import eval_mode, forward_hooks
+from vizwidgets._hooks import forward_hooks
 
 __all__ = [
     "ModelProfile",
@@ -121,10 +123,11 @@ def _signature(model: nn.Module) -> tuple[Any, ...]:
 def model_profile(model: nn.Module) -> ModelProfile:
     """The :class:`ModelProfile` of ``model``, measured on first use and cached (weakly).
 
-    The probe runs ``model`` once on a ``(1, in_channels, 224, 224)`` constant image in eval
-    mode without gradients; hooks exist only during it and mode flags are restored. A model on
-    the meta device, or one that fails on the probe, gets a profile with ``stride=1`` and no
-    memory estimate (its own call will then report what is wrong).
+    The probe runs a meta-device copy of ``model`` (:func:`_shadow`) once on a
+    ``(1, in_channels, 224, 224)`` input in eval mode without gradients. A model on the meta
+    device, one that cannot be copied, or one that fails on the probe (a model that only takes
+    one input size, say) gets a profile with ``stride=1`` and no memory estimate: its own call
+    then reports what is wrong, and its chunks are not capped.
     """
     signature = _signature(model)
     cached = _PROFILES.get(model)
@@ -142,9 +145,31 @@ def model_profile(model: nn.Module) -> ModelProfile:
     return profile
 
 
+def _shadow(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` on the meta device (shapes only, no data), in eval mode, without the
+    hooks the original carries: the probe runs on it, so the model itself never sees the probe
+    (its own hooks do not fire, its statistics cannot move) and no memory or time is spent."""
+    memo: dict[int, Any] = {}
+    for parameter in model.parameters():
+        memo[id(parameter)] = nn.Parameter(
+            torch.empty(parameter.shape, dtype=parameter.dtype, device="meta"), requires_grad=False
+        )
+    for buffer in model.buffers():
+        memo[id(buffer)] = torch.empty(buffer.shape, dtype=buffer.dtype, device="meta")
+    shadow = copy.deepcopy(model, memo)
+    for module in shadow.modules():
+        for hooks in (
+            module._forward_hooks,
+            module._forward_pre_hooks,
+            module._backward_hooks,
+            module._backward_pre_hooks,
+        ):
+            hooks.clear()
+    return shadow.eval()
+
+
 def _probe(model: nn.Module, in_channels: int, parameter: torch.Tensor | None) -> ModelProfile:
     side = PROBE_SIDE
-    device = parameter.device if parameter is not None else torch.device("cpu")
     dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
     sides: list[int] = []
     total = [0]
@@ -158,10 +183,11 @@ def _probe(model: nn.Module, in_channels: int, parameter: torch.Tensor | None) -
             if isinstance(module, _RESOLUTION_LAYERS) and output.dim() == 4 and not pooled:
                 sides.append(min(int(output.shape[-2]), int(output.shape[-1])))
 
-    leaves = {name: hook for name, module in model.named_modules() if name and not module._modules}
     try:
-        with eval_mode(model), torch.no_grad(), forward_hooks(model, leaves):
-            model(torch.zeros((1, in_channels, side, side), device=device, dtype=dtype))
+        shadow = _shadow(model)
+        leaves = {name: hook for name, module in shadow.named_modules() if name and not module._modules}
+        with torch.no_grad(), forward_hooks(shadow, leaves):
+            shadow(torch.empty((1, in_channels, side, side), device="meta", dtype=dtype))
     except Exception:  # noqa: BLE001 - a probe only: the real call reports the model's own error
         return ModelProfile(in_channels, 1, None, side)
     smallest = min(sides) if sides else side
