@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _servers import free_port, running
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REQUIRED = os.environ.get("VIZWIDGETS_REQUIRE_BROWSER") == "1"
@@ -49,12 +48,6 @@ def _missing() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture()
 def voila_url(tmp_path):
     problem = _missing()
@@ -68,31 +61,11 @@ def voila_url(tmp_path):
         "from vizwidgets.widgets import Explorer\nexplorer = Explorer(images=['chelsea'])\nexplorer.widget"
     )]
     nbformat.write(notebook, tmp_path / "explorer.ipynb")
-    port = _free_port()
-    log = (tmp_path / "voila.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "voila", "explorer.ipynb", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1"],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-    )
+    port = free_port()
+    command = [sys.executable, "-m", "voila", "explorer.ipynb", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1"]
     url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=5):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("voila did not start: " + (tmp_path / "voila.log").read_text()[-2000:]) from None
-                time.sleep(0.5)
+    with running(command, url, tmp_path / "voila.log", cwd=tmp_path):
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 def test_explorer_in_chromium_changes_the_heatmap_with_the_method(voila_url, tmp_path) -> None:
@@ -157,8 +130,6 @@ def course_server(tmp_path):
         if REQUIRED:
             pytest.fail(f"the browser test is required here but {problem}")
         pytest.skip(problem)
-    import signal
-
     folder = tmp_path / "my-course"
     folder.mkdir()
     notebook = nbformat.v4.new_notebook()
@@ -167,35 +138,14 @@ def course_server(tmp_path):
         "import ipywidgets as W\nW.IntSlider(value=7, max=10, description='seven')"
     )]
     nbformat.write(notebook, folder / "widget.ipynb")
-    port, token = _free_port(), "browser-test-token"
-    log = (tmp_path / "jupyter.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "vizwidgets", "course", str(folder), "--", "--no-browser", f"--port={port}",
-         "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env=dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "user-settings"),
-                 JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces")),
-    )
+    port, token = free_port(), "browser-test-token"
+    command = [sys.executable, "-m", "vizwidgets", "course", str(folder), "--", "--no-browser", f"--port={port}",
+               "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
+    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "user-settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"))
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("jupyter did not start: " + (tmp_path / "jupyter.log").read_text()[-2000:]) from None
-                time.sleep(0.5)
+    with running(command, f"{base}/api/status?token={token}", tmp_path / "jupyter.log", env=env):
         yield base, token, folder
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
 
 
 def test_jupyterlab_reopens_a_saved_notebook_with_its_widgets(course_server, tmp_path) -> None:

@@ -6,15 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from _servers import free_port, running
 
 from vizwidgets import workspace
 
@@ -98,25 +95,15 @@ def test_course_command_without_start_makes_copies_and_says_where(tmp_path: Path
     assert "course folder itself" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_course_command_serves_jupyterlab_and_notebook_7_with_saved_widget_state(tmp_path: Path) -> None:
     """The real command, as the README gives it (as root here: --allow-root is needed)."""
-    port, token = _free_port(), "course-test-token"
+    port, token = free_port(), "course-test-token"
     settings = Path(sys.prefix, "share", "jupyter", "lab", "settings", "overrides.d", "vizwidgets.json")
     existed = settings.exists()
-    log = (tmp_path / "jupyter.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "vizwidgets", "course", str(tmp_path / "my-course"), "--",
-         "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
-         f"--IdentityProvider.token={token}"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    command = [sys.executable, "-m", "vizwidgets", "course", str(tmp_path / "my-course"), "--",
+               "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
+               f"--IdentityProvider.token={token}"]
     base = f"http://127.0.0.1:{port}"
 
     def get(path: str) -> tuple[int, bytes]:
@@ -124,32 +111,17 @@ def test_course_command_serves_jupyterlab_and_notebook_7_with_saved_widget_state
             return r.status, r.read()
 
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                get("/api/status")
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("Jupyter did not start:\n" + (tmp_path / "jupyter.log").read_text()[-3000:]) from None
-                time.sleep(0.5)
-        assert get("/lab")[0] == 200
-        assert get("/tree")[0] == 200  # Notebook 7, from the course extra
-        status, body = get("/api/contents")
-        names = {item["name"] for item in json.loads(body)["content"]}
-        assert "01_saliency.ipynb" in names  # it serves the learner's copies
-        status, body = get("/lab/api/settings/@jupyter-widgets/jupyterlab-manager:plugin")
-        plugin = json.loads(body)  # overrides change the schema's defaults; no user setting
-        assert plugin["schema"]["properties"]["saveState"]["default"] is True
-        assert plugin["settings"].get("saveState", True) is True
+        with running(command, f"{base}/api/status?token={token}", tmp_path / "jupyter.log"):
+            assert get("/lab")[0] == 200
+            assert get("/tree")[0] == 200  # Notebook 7, from the course extra
+            status, body = get("/api/contents")
+            names = {item["name"] for item in json.loads(body)["content"]}
+            assert "01_saliency.ipynb" in names  # it serves the learner's copies
+            status, body = get("/lab/api/settings/@jupyter-widgets/jupyterlab-manager:plugin")
+            plugin = json.loads(body)  # overrides change the schema's defaults; no user setting
+            assert plugin["schema"]["properties"]["saveState"]["default"] is True
+            assert plugin["settings"].get("saveState", True) is True
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
         if not existed:
             settings.unlink(missing_ok=True)
     assert (tmp_path / "my-course" / "00_welcome.ipynb").is_file()
