@@ -7,7 +7,7 @@ a class (``GradCAM(model, layer).attribute(x, target)``). Results are raw float 
 display is :mod:`vizwidgets.viz`'s job.
 """
 
-from vizwidgets.attribution.base import Attribution, Option
+from vizwidgets.attribution.base import Attribution, AttributionWarning, Option
 from vizwidgets.attribution.cam import (
     CAM,
     FastScoreCAM,
@@ -44,6 +44,7 @@ __all__ = [
     "FAMILIES",
     "METHODS",
     "Attribution",
+    "AttributionWarning",
     "Option",
     "attribute",
     "register",
