@@ -276,3 +276,21 @@ def test_a_path_whose_file_changed_shows_the_new_file(lite, tmp_path) -> None:
     explorer.image_select.value = str(path)
     assert "orange" in explorer.bars.value
     np.testing.assert_array_equal(decoded(explorer.image), explain_picture(lite, str(path), "grad_cam"))
+
+
+def test_a_warning_about_the_map_is_shown_in_the_explorer(lite) -> None:
+    """At 112 x 112, Grad-CAM at the stem has no positive evidence: the map is all zero. The
+    learner sees why in the widget (a warning in a callback would go to a hidden log), also
+    when the map comes back from the cache."""
+    small = dataclasses.replace(lite, preprocess=Preprocess(size=(112, 112), mean=lite.preprocess.mean, std=lite.preprocess.std))
+    ex = Explorer(small, ["chelsea"])
+    assert ex.note.value == ""
+    misses = ex.session.maps.misses
+    ex.layer.value = "stem"
+    assert ex.session.maps.misses == misses + 1
+    assert "all zero" in ex.note.value and ex.error.value == ""
+    ex.layer.value = "head"
+    assert ex.note.value == ""
+    misses = ex.session.maps.misses
+    ex.layer.value = "stem"  # from the cache: the note comes back with the map
+    assert ex.session.maps.misses == misses and "all zero" in ex.note.value

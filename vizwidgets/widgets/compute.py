@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -130,15 +131,28 @@ class Session:
         return self.probabilities.get((self.model.name, self.digest(key)), make)
 
     def explanation(self, request: Request) -> Tensor:
+        """The raw map for ``request`` (computed once, then from the cache)."""
+        return self._explained(request)[0]
+
+    def notes(self, request: Request) -> tuple[str, ...]:
+        """The warnings computing ``request``'s map gave (an all-zero map, say, and why): kept
+        with the map, so a view shows them also when the map comes from the cache."""
+        return self._explained(request)[1]
+
+    def _explained(self, request: Request) -> tuple[Tensor, tuple[str, ...]]:
         from vizwidgets.attribution import attribute
 
         key = (self.model.name, self.digest(request.image), request.method, request.layer,
                request.target, request.options)
 
-        def make() -> Tensor:
+        def make() -> tuple[Tensor, tuple[str, ...]]:
             target = request.target if request.target is not None else int(self.predictions(request.image).argmax())
             options = dict(request.options)
-            return attribute(self.model, self.input(request.image), target, request.method, request.layer, **options).detach()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = attribute(self.model, self.input(request.image), target, request.method, request.layer,
+                                   **options).detach()
+            return result, tuple(dict.fromkeys(str(w.message) for w in caught))
 
         return self.maps.get(key, make)
 

@@ -150,12 +150,13 @@ class Explorer:
         self.bars = W.HTML()
         self.status = W.HTML()
         self.error = W.HTML()
+        self.note = W.HTML()  # warnings about the map (all zero, say), with their reason
         self.widget = W.HBox(
             [
                 W.VBox([self.image_select, self.upload, self.path, self.method, self.layer, self.target,
                         self.search, self.options_box, W.HTML("<b>display</b>"), self.opacity, self.cmap,
                         self.scaling, self.sign, self.compare]),
-                W.VBox([self.image, self.status, self.error, self.bars, self.compare_box]),
+                W.VBox([self.image, self.status, self.error, self.note, self.bars, self.compare_box]),
             ]
         )
         self._build_options(method)
@@ -232,6 +233,10 @@ class Explorer:
             self.state.error = ""
             self.error.value = ""
             self.status.value = f"<small>{self._methods[request.method].title}: {self.state.seconds * 1000:.0f} ms</small>"
+            self.note.value = "".join(
+                f'<div style="color:#8a5300;white-space:pre-wrap;max-width:480px">Note: {html.escape(text)}</div>'
+                for text in self.session.notes(request)
+            )
         except Exception as error:  # shown to the learner, never raised into the notebook
             self.state.error = str(error)
             self.error.value = _message(error)
