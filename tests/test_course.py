@@ -15,6 +15,7 @@ import importlib.util
 import os
 import re
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -431,6 +432,36 @@ def test_grader_messages_name_the_input_and_chain_the_error() -> None:
     assert isinstance(info.value.__cause__, AttributeError)
 
 
+def test_graders_live_in_one_module_per_notebook_and_are_all_exported() -> None:
+    import vizwidgets.checks as checks
+
+    modules = sorted((ROOT / "vizwidgets" / "checks").glob("[!_]*.py"))
+    exported = set()
+    for path in modules:
+        module = importlib.import_module(f"vizwidgets.checks.{path.stem}")
+        exported |= set(module.__all__)
+        assert all(name.startswith("check_") for name in module.__all__), path
+    assert exported == set(checks.__all__)
+    assert all(getattr(checks, name).__module__.startswith("vizwidgets.checks.") for name in exported)
+
+
+@pytest.mark.parametrize("grader", [check_softmax, check_cam, check_riemann_ig, check_curve_area])
+def test_feedback_hides_the_frames_of_every_grader_module(grader: Callable[..., None]) -> None:
+    """Graders in different modules, and the shared harness between them and the learner's
+    code: the rendering a notebook shows keeps the learner's frame and names no grader file."""
+
+    def crashes(*args: object) -> object:
+        return args[0].no_such_method()  # type: ignore[attr-defined]
+
+    with pytest.raises(AssertionError) as info:
+        grader(crashes)
+    raw = "".join(traceback.format_exception(info.value)).replace(os.sep, "/")
+    assert "vizwidgets/checks/_harness.py" in raw and f"vizwidgets/checks/{grader.__module__.rsplit('.', 1)[1]}.py" in raw
+    shown = "\n".join(info.value._render_traceback_())  # type: ignore[attr-defined]
+    assert "args[0].no_such_method()" in shown and "AttributeError" in shown
+    assert "vizwidgets" not in shown and "checks/" not in shown.replace(os.sep, "/"), shown
+
+
 def _input_gradient_right(model, x, target):
     inputs = x.detach().clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(model(inputs)[torch.arange(len(target)), target].sum(), inputs)
@@ -761,7 +792,9 @@ def test_failed_checks_show_the_hint_without_the_graders_code(tmp_path: Path) ->
     for cell in executed.cells[2:]:
         (error,) = [o for o in cell.outputs if o.output_type == "error"]
         text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error.traceback))
+        # no frame of any grader module (vizwidgets/checks/*.py): they hold the answers
         assert "checks.py" not in text and "vizwidgets/" not in text, text
+        assert "checks/" not in text and "_harness" not in text, text
         assert "expected" not in text.replace("Expected", "").replace("expected (", ""), text
         assert len(text.splitlines()) <= 12, text
         shown.append((error.ename, text))
