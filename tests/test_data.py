@@ -1,4 +1,4 @@
-"""Tests for vizwidgets.data: bundled images, load_image and make_composite."""
+"""Tests for vizwidgets.data: bundled images, load_image and make_scene."""
 
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ from vizwidgets.data import (
     IMAGE_SUFFIXES,
     MAX_PIXELS,
     Box,
-    Composite,
     ImageTooLargeError,
     SampleImage,
+    Scene,
     load_image,
-    make_composite,
+    make_scene,
     sample_image_path,
     sample_images,
 )
@@ -761,7 +761,7 @@ def test_errors_leave_the_input_unchanged() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# make_composite
+# make_scene (formerly make_composite)
 # ---------------------------------------------------------------------------------------------
 
 RED = (255, 0, 0)
@@ -773,9 +773,9 @@ def two_parts() -> list[Image.Image]:
     return [Image.new("RGB", (100, 50), RED), Image.new("RGB", (30, 60), BLUE)]
 
 
-def test_composite_boxes_by_hand(two_parts: list[Image.Image]) -> None:
-    scene = make_composite(two_parts, cell_size=64)
-    assert isinstance(scene, Composite)
+def test_scene_boxes_by_hand(two_parts: list[Image.Image]) -> None:
+    scene = make_scene(two_parts, cell_size=64)
+    assert isinstance(scene, Scene)
     assert scene.image.mode == "RGB" and scene.image.size == (128, 64)
     # 100x50 in a 64 cell -> 64x32, top (64 - 32) / 2 = 16
     # 30x60 in the next cell -> 32x64, left 64 + (64 - 32) / 2 = 80
@@ -786,8 +786,8 @@ def test_composite_boxes_by_hand(two_parts: list[Image.Image]) -> None:
     assert scene.labels == ("part0", "part1")
 
 
-def test_composite_pixels_come_from_the_right_part(two_parts: list[Image.Image]) -> None:
-    scene = make_composite(two_parts, cell_size=64, background=(0, 128, 0))
+def test_scene_pixels_come_from_the_right_part(two_parts: list[Image.Image]) -> None:
+    scene = make_scene(two_parts, cell_size=64, background=(0, 128, 0))
     pixels = np.asarray(scene.image)
     red, blue = scene.boxes
     assert (pixels[red.mask(64, 128)] == RED).all()
@@ -797,32 +797,32 @@ def test_composite_pixels_come_from_the_right_part(two_parts: list[Image.Image])
     assert outside.sum() == 64 * 128 - 64 * 32 - 32 * 64
 
 
-def test_composite_of_bundled_images_has_names_and_targets() -> None:
-    scene = make_composite(["chelsea", "coffee.png", np.zeros((4, 4), np.uint8)], cell_size=32)
+def test_scene_of_bundled_images_has_names_and_targets() -> None:
+    scene = make_scene(["chelsea", "coffee.png", np.zeros((4, 4), np.uint8)], cell_size=32)
     assert scene.labels == ("chelsea", "coffee", "part2")
     assert [box.target for box in scene.boxes] == [285, 967, None]
-    custom = make_composite(["chelsea"], cell_size=32, labels=["cat"])
+    custom = make_scene(["chelsea"], cell_size=32, labels=["cat"])
     assert custom.boxes[0].label == "cat" and custom.boxes[0].target == 285
 
 
-def test_composite_grid(two_parts: list[Image.Image]) -> None:
-    column = make_composite(two_parts, cell_size=64, columns=1)
+def test_scene_grid(two_parts: list[Image.Image]) -> None:
+    column = make_scene(two_parts, cell_size=64, columns=1)
     assert column.image.size == (64, 128)
     assert column.boxes[1] == Box("part1", 16, 64, 48, 128)
-    three = make_composite([*two_parts, Image.new("RGB", (64, 64), RED)], cell_size=64, columns=2)
+    three = make_scene([*two_parts, Image.new("RGB", (64, 64), RED)], cell_size=64, columns=2)
     assert three.image.size == (128, 128)
     assert three.boxes[2] == Box("part2", 0, 64, 64, 128)
-    wide = make_composite(two_parts, cell_size=64, columns=5)  # no empty columns
+    wide = make_scene(two_parts, cell_size=64, columns=5)  # no empty columns
     assert wide.image.size == (128, 64)
 
 
-def test_composite_small_part_is_enlarged_to_fill_the_cell() -> None:
-    scene = make_composite([Image.new("RGB", (4, 2), RED)], cell_size=16)
+def test_scene_small_part_is_enlarged_to_fill_the_cell() -> None:
+    scene = make_scene([Image.new("RGB", (4, 2), RED)], cell_size=16)
     assert scene.boxes[0] == Box("part0", 0, 4, 16, 12)
 
 
 def test_boxes_at_scales_to_a_resized_image(two_parts: list[Image.Image]) -> None:
-    scene = make_composite(two_parts, cell_size=64)
+    scene = make_scene(two_parts, cell_size=64)
     assert scene.boxes_at(128, 64) == scene.boxes
     assert scene.boxes_at(32, 16) == (Box("part0", 0, 4, 16, 12), Box("part1", 20, 0, 28, 16))
     assert scene.boxes_at(224, 224) == (
@@ -855,38 +855,71 @@ def test_box_helpers() -> None:
         box.scaled(0, 1)
 
 
-def test_composite_is_frozen(two_parts: list[Image.Image]) -> None:
-    scene = make_composite(two_parts, cell_size=16)
+def test_scene_is_frozen(two_parts: list[Image.Image]) -> None:
+    scene = make_scene(two_parts, cell_size=16)
     with pytest.raises(dataclasses.FrozenInstanceError):
         scene.boxes = ()  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         scene.boxes[0].left = 3  # type: ignore[misc]
 
 
-def test_composite_does_not_change_its_parts(two_parts: list[Image.Image]) -> None:
+def test_scene_does_not_change_its_parts(two_parts: list[Image.Image]) -> None:
     before = [part.tobytes() for part in two_parts]
-    make_composite(two_parts, cell_size=16)
+    make_scene(two_parts, cell_size=16)
     assert [part.tobytes() for part in two_parts] == before
     assert two_parts[0].size == (100, 50)
 
 
-def test_composite_validation(two_parts: list[Image.Image]) -> None:
+def test_scene_validation(two_parts: list[Image.Image]) -> None:
     with pytest.raises(ValueError, match="empty"):
-        make_composite([])
+        make_scene([])
     with pytest.raises(ValueError, match="cell_size"):
-        make_composite(two_parts, cell_size=7)
+        make_scene(two_parts, cell_size=7)
     with pytest.raises(ValueError, match="labels has 1 entries but there are 2 parts"):
-        make_composite(two_parts, labels=["one"])
+        make_scene(two_parts, labels=["one"])
     with pytest.raises(ValueError, match="columns"):
-        make_composite(two_parts, columns=0)
+        make_scene(two_parts, columns=0)
     with pytest.raises(ValueError, match="background"):
-        make_composite(two_parts, background=(0, 0, 256))
+        make_scene(two_parts, background=(0, 0, 256))
     with pytest.raises(TypeError, match="wrap it in a list"):
-        make_composite("chelsea")  # type: ignore[arg-type]
+        make_scene("chelsea")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="cell_size"):
-        make_composite(two_parts, cell_size=64.0)  # type: ignore[arg-type]
+        make_scene(two_parts, cell_size=64.0)  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError):
-        make_composite(["chelsea", "no_such_image"])
+        make_scene(["chelsea", "no_such_image"])
+
+
+def test_make_composite_still_works_and_warns_with_the_new_name(
+    two_parts: list[Image.Image],
+) -> None:
+    import vizwidgets.data as data
+
+    scene = make_scene(two_parts, cell_size=32, columns=1, labels=["red", "blue"])
+    with pytest.warns(DeprecationWarning, match=r"make_scene\(\)") as caught:
+        old = data.make_composite(two_parts, cell_size=32, columns=1, labels=["red", "blue"])
+    assert [w.filename for w in caught] == [__file__]  # points at the caller's line
+    assert isinstance(old, Scene)
+    assert old.boxes == scene.boxes and old.labels == ("red", "blue")
+    assert old.image.tobytes() == scene.image.tobytes()
+    bundled = make_scene(["chelsea", "chicky_512"])
+    with pytest.warns(DeprecationWarning):
+        assert data.make_composite(["chelsea", "chicky_512"]).boxes == bundled.boxes
+    with pytest.warns(DeprecationWarning, match="Scene"):
+        assert data.Composite is Scene
+    with pytest.warns(DeprecationWarning, match="Scene"):
+        from vizwidgets.data.scenes import Composite
+    assert Composite is Scene
+    with pytest.raises(AttributeError, match="no attribute 'Compositor'"):
+        data.Compositor  # noqa: B018
+    assert "make_composite" not in data.__all__ and "Composite" not in data.__all__
+
+
+def test_scenes_are_not_lrp_composites() -> None:
+    """The two ideas learners meet have two names: a scene is images with boxes."""
+    import vizwidgets.data as data
+
+    assert {"Scene", "make_scene"} <= set(data.__all__)
+    assert not any("omposite" in name for name in data.__all__)
 
 
 def test_default_model_gives_each_bundled_image_its_expected_class(lite: LoadedModel) -> None:

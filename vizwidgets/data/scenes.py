@@ -1,23 +1,33 @@
-"""Composite scenes: several images in one, with the ground-truth box of each part.
+"""Scenes: several images in one, with the ground-truth box of each part.
 
-The boxes are what localisation checks such as the pointing game compare an explanation with.
+The boxes are what localisation checks such as the pointing game compare an explanation with::
+
+    scene = make_scene(["chelsea", "chicky_512"])   # a cat | a dog
+    scene.image, scene.boxes                        # one RGB image, one Box per part
+
+These were called composites (``make_composite``, ``Composite``) until LRP's rule composites
+(:mod:`vizwidgets.attribution.lrp`, which rule goes where) made the name mean two things in the
+course. The old names still work, with a :class:`DeprecationWarning` naming the new one.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from vizwidgets.data._convert import _is_torch_tensor
 from vizwidgets.data.catalogue import SampleImage, _lookup_sample
-from vizwidgets.data.loading import ImageSource, _is_torch_tensor, load_image
+from vizwidgets.data.loading import ImageSource, load_image
 
-__all__ = ["Box", "Composite", "make_composite"]
+__all__ = ["Box", "Scene", "make_scene"]  # and the deprecated make_composite, Composite
 
 
 @dataclass(frozen=True)
@@ -114,7 +124,7 @@ class Box:
 
 
 @dataclass(frozen=True)
-class Composite:
+class Scene:
     """A scene made of several images, with the box each one occupies.
 
     Attributes
@@ -167,14 +177,14 @@ def _bundled_sample(part: object) -> SampleImage | None:
     return None
 
 
-def make_composite(
+def make_scene(
     parts: Iterable[ImageSource],
     *,
     cell_size: int = 224,
     columns: int | None = None,
     labels: Sequence[str] | None = None,
     background: tuple[int, int, int] = (255, 255, 255),
-) -> Composite:
+) -> Scene:
     """Build one scene from several images, and record where each one lies.
 
     Each part is loaded with :func:`load_image`, scaled to fit a square cell of
@@ -199,7 +209,7 @@ def make_composite(
 
     Returns
     -------
-    Composite
+    Scene
         The scene (``rows * cell_size`` high, ``columns * cell_size`` wide) and one
         :class:`Box` per part. A box's ``target`` is the expected ImageNet class of a bundled
         image (see :func:`sample_images`), else ``None``.
@@ -216,7 +226,7 @@ def make_composite(
 
     Examples
     --------
-    >>> scene = make_composite(["chelsea", "coffee"], cell_size=64)
+    >>> scene = make_scene(["chelsea", "coffee"], cell_size=64)
     >>> scene.image.size
     (128, 64)
     >>> scene.boxes[0]
@@ -302,4 +312,48 @@ def make_composite(
         sample = _bundled_sample(part)
         target = sample.expected_class if sample is not None else None
         boxes.append(Box(label, left, top, left + fitted_size[0], top + fitted_size[1], target))
-    return Composite(image=scene, boxes=tuple(boxes))
+    return Scene(image=scene, boxes=tuple(boxes))
+
+
+_COMPOSITE_RENAMED = (
+    "vizwidgets.data.Composite is now vizwidgets.data.Scene ('composite' means LRP's rule "
+    "composites); use Scene"
+)
+
+
+def make_composite(
+    parts: Iterable[ImageSource],
+    *,
+    cell_size: int = 224,
+    columns: int | None = None,
+    labels: Sequence[str] | None = None,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> Scene:
+    """Deprecated name of :func:`make_scene`; same arguments, same result.
+
+    .. deprecated::
+        Use :func:`make_scene`. "Composite" now means only LRP's rule composites.
+
+    Warns
+    -----
+    DeprecationWarning
+        Always, naming :func:`make_scene`.
+    """
+    warnings.warn(
+        "make_composite() is now make_scene() (a scene of images with their boxes; "
+        "'composite' means LRP's rule composites): call vizwidgets.data.make_scene(...) "
+        "with the same arguments",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return make_scene(
+        parts, cell_size=cell_size, columns=columns, labels=labels, background=background
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """The deprecated class name ``Composite``: :class:`Scene`, with a DeprecationWarning."""
+    if name == "Composite":
+        warnings.warn(_COMPOSITE_RENAMED, DeprecationWarning, stacklevel=2)
+        return Scene
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
