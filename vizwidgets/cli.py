@@ -5,6 +5,8 @@ and WebP files by their suffix) it writes, into DIR:
 
 - ``<name>.<method>.png``: the explanation drawn over the image (what the model saw, 224x224);
 - ``<name>.<method>.npy``: the raw map, float32, ``(C, H, W)``;
+- ``<name>.json``: the image's record (prediction, target, per method its files, time,
+  metrics and any warning);
 - ``summary.csv`` and ``summary.json``: one row per file and method: predicted class and
   probability, target, the metrics asked for, the output files, and ``status`` ("ok" or
   "error" with the message).
@@ -246,16 +248,26 @@ def _write_summary(out: Path, rows: list[dict[str, Any]]) -> None:
             writer.writerow({k: row.get(k, "") for k in SUMMARY_FIELDS})
 
 
+def _summary_row(path: Path, method: str, record: dict[str, Any]) -> dict[str, Any]:
+    """One row of the summary from an :meth:`Explanation.save` record."""
+    result = record["methods"][method]
+    return {
+        "file": str(path), "method": method, "status": "ok", "error": "",
+        "predicted": record["predicted"], "predicted_class": record["predicted_class"],
+        "probability": record["probability"], "target": record["target"], "target_class": record["target_class"],
+        **{name: round(value, 4 if name == "average_drop" else 6) for name, value in result["metrics"].items()},
+        "png": result["png"], "npy": result["npy"],
+    }
+
+
 def explain(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-    from PIL import Image
+    """``python -m vizwidgets explain``: :func:`vizwidgets.explain.explain` on each file, saved."""
     from tqdm.auto import tqdm
 
     import vizwidgets as vw
-    from vizwidgets.attribution import METHODS, attribute
-    from vizwidgets.metrics import confidence_drop, deletion, insertion
-    from vizwidgets.viz import normalize, overlay
+    from vizwidgets.attribution import METHODS
+    from vizwidgets.explain import explain as explain_images
+    from vizwidgets.viz import Display
 
     if args.method not in METHODS:
         print(
@@ -266,6 +278,9 @@ def explain(args: argparse.Namespace) -> int:
         return 2
     if not 0 <= args.alpha <= 1:
         print(f"error: --alpha must be between 0 and 1, got {args.alpha}", file=sys.stderr)
+        return 2
+    if args.layer is not None and not METHODS[args.method].needs_layer:
+        print(f"error: --layer is for CAM methods; {args.method} has no layer", file=sys.stderr)
         return 2
     files, missing = find_images(args.paths, exclude=args.out)
     for raw, problem in missing:
@@ -279,12 +294,7 @@ def explain(args: argparse.Namespace) -> int:
         except ValueError as error:
             print(f"error: --target: {error}", file=sys.stderr)
             return 2
-    options: dict[str, Any] = {}
-    if args.layer is not None:
-        if not METHODS[args.method].needs_layer:
-            print(f"error: --layer is for CAM methods; {args.method} has no layer", file=sys.stderr)
-            return 2
-        options["layer"] = args.layer
+    display = Display(opacity=args.alpha, sign="absolute", scaling="percentile")
     args.out.mkdir(parents=True, exist_ok=True)
     previous = _load_summary(args.out)
     names = _output_names(files)
@@ -299,33 +309,16 @@ def explain(args: argparse.Namespace) -> int:
         if old is not None and old.get("status") == "ok" and png.is_file() and npy.is_file():
             skipped += 1
             continue
-        row: dict[str, Any] = {"file": str(path), "method": args.method}
         try:
-            x = model.inputs(str(path))
-            with torch.no_grad():
-                probabilities = model.model(x).softmax(dim=1)[0]
-            predicted = int(probabilities.argmax())
-            chosen = predicted if target is None else int(target)
-            result = attribute(model, x, chosen, args.method, **options)
-            picture = model.preprocess.inverse(x[0])
-            heat = normalize(result, sign="absolute", scaling="percentile")[0]
-            Image.fromarray((overlay(picture, heat, alpha=args.alpha) * 255).round().astype(np.uint8)).save(png)
-            np.save(npy, result[0].detach().cpu().numpy().astype(np.float32))
-            row.update(
-                status="ok", error="", predicted=predicted, predicted_class=model.classes[predicted],
-                probability=round(float(probabilities[predicted]), 6), target=chosen,
-                target_class=model.classes[chosen], png=png.name, npy=npy.name,
+            (explanation,) = explain_images(
+                model, [str(path)], [args.method], target=target, layer=args.layer, metrics=args.metrics,
             )
-            if "deletion" in args.metrics:
-                row["deletion"] = round(float(deletion(model, x, result, chosen).auc[0]), 6)
-            if "insertion" in args.metrics:
-                row["insertion"] = round(float(insertion(model, x, result, chosen).auc[0]), 6)
-            if "average_drop" in args.metrics:
-                row["average_drop"] = round(confidence_drop(model, x, result, chosen).average_drop, 4)
+            record = explanation.save(args.out, names[path], display=display)
+            row = _summary_row(path, args.method, record)
             done += 1
         except (OSError, ValueError, TypeError) as error:
             failed += 1
-            row.update(status="error", error=f"{type(error).__name__}: {error}")
+            row = {"file": str(path), "method": args.method, "status": "error", "error": f"{type(error).__name__}: {error}"}
             # our loader's messages name the file and the fix; others get the file named here
             message = str(error) if str(path) in str(error) else f"{path}: {error}"
             tqdm.write(f"error: {message}", file=sys.stderr)

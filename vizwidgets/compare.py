@@ -11,21 +11,20 @@ result.figure()                  # rows: methods; columns: images; one normalisa
 from __future__ import annotations
 
 import csv
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
+from vizwidgets.explain import METRICS as _METRICS
 from vizwidgets.viz import normalize, overlay, show_grid
 
 __all__ = ["Comparison", "compare", "METRICS"]
 
-METRICS = ("deletion", "insertion", "average_drop")
+METRICS = _METRICS  # the metrics explain() computes
 
 
 @dataclass
@@ -95,20 +94,6 @@ class Comparison:
         return show_grid(cells, row_titles=["image", *self.methods], column_titles=titles)
 
 
-def _methods(methods: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
-    from vizwidgets.attribution import METHODS
-
-    out = []
-    for entry in methods:
-        name, options = (entry, {}) if isinstance(entry, str) else (entry[0], dict(entry[1]))
-        if name not in METHODS:
-            raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
-        out.append((name, options))
-    if not out:
-        raise ValueError("no methods given")
-    return out
-
-
 def compare(
     model: Any,
     images: Sequence[Any],
@@ -118,8 +103,10 @@ def compare(
     metrics: Sequence[str] = ("deletion", "insertion"),
     metric_steps: int = 50,
     labels: Sequence[str] | None = None,
+    chunk_size: int = 8,
 ) -> Comparison:
-    """Run every method on every image, time it and measure it.
+    """Run every method on every image, time it and measure it: :func:`vizwidgets.explain.explain`
+    laid out as a table and a figure.
 
     Parameters
     ----------
@@ -138,51 +125,31 @@ def compare(
         Steps of the deletion and insertion curves.
     labels:
         Names for the images (default: the bundled names, else "image 1", ...).
+    chunk_size:
+        Images per pass through the model (``seconds`` is per image).
     """
-    from vizwidgets.attribution import attribute
-    from vizwidgets.metrics import confidence_drop, deletion, insertion
+    from vizwidgets.explain import explain
 
-    chosen = _methods(methods)
-    for metric in metrics:
-        if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; choose from {list(METRICS)}")
     images = list(images)
     if not images:
         raise ValueError("no images given")
-    if labels is None:
-        labels = [img if isinstance(img, str) else f"image {i + 1}" for i, img in enumerate(images)]
-    if len(labels) != len(images) or len(set(labels)) != len(labels):
+    if labels is not None and len(set(map(str, labels))) != len(labels):
         raise ValueError("labels must give one distinct name per image")
-    x = model.inputs(images)
-    with torch.no_grad():
-        predicted = model.model(x).argmax(dim=1)
-    if target is None:
-        targets = predicted.tolist()
-    else:
-        from vizwidgets.attribution.base import normalize_target
-
-        resolved = normalize_target(target, len(images), model.classes)
-        assert resolved is not None
-        targets = resolved.tolist()
-    pictures = {label: model.preprocess.inverse(x[i]) for i, label in enumerate(labels)}
+    explanations = explain(
+        model, images, list(methods), target=target, metrics=metrics, labels=labels,
+        metric_steps=metric_steps, chunk_size=chunk_size,
+    )
+    if len({e.label for e in explanations}) != len(explanations):
+        raise ValueError("labels must give one distinct name per image (two images have the same name)")
     rows: list[dict[str, Any]] = []
     maps: dict[tuple[str, str], Tensor] = {}
-    for name, options in chosen:
-        for i, label in enumerate(labels):
-            xi = x[i : i + 1]
-            start = time.perf_counter()
-            result = attribute(model, xi, targets[i], name, **options)
-            seconds = time.perf_counter() - start
-            maps[(label, name)] = result.detach().cpu()
-            row: dict[str, Any] = {
-                "image": label, "method": name, "target": targets[i],
-                "class": model.classes[targets[i]], "seconds": seconds,
-            }
-            if "deletion" in metrics:
-                row["deletion"] = float(deletion(model, xi, result, targets[i], steps=metric_steps).auc[0])
-            if "insertion" in metrics:
-                row["insertion"] = float(insertion(model, xi, result, targets[i], steps=metric_steps).auc[0])
-            if "average_drop" in metrics:
-                row["average_drop"] = confidence_drop(model, xi, result, targets[i]).average_drop
-            rows.append(row)
+    for name in explanations[0].methods:
+        for explanation in explanations:
+            result = explanation.results[name]
+            maps[(explanation.label, name)] = result.map
+            rows.append({
+                "image": explanation.label, "method": name, "target": explanation.target,
+                "class": explanation.target_class, "seconds": result.seconds, **result.metrics,
+            })
+    pictures = {e.label: e.pixels for e in explanations}
     return Comparison(rows, maps, pictures)

@@ -8,6 +8,9 @@ here, so that two methods shown side by side are normalised the same way.
   maximum, by min-max, or by a percentile (outliers clipped).
 - :func:`overlay`: a heatmap blended over the image, ``(H, W, 3)`` in [0, 1].
 - :func:`show_grid`: a matplotlib figure of rows x columns of images and overlays.
+- :class:`Display` and :func:`render`: how a map is drawn (opacity, colours, sign, scaling)
+  and the drawing itself, ``(H, W, 3)`` uint8: what the Explorer, ``explain()`` results and
+  the command line all show.
 
 Nothing here imports ipywidgets; matplotlib is imported only by :func:`show_grid` and
 :func:`colorize`.
@@ -16,13 +19,17 @@ Nothing here imports ipywidgets; matplotlib is imported only by :func:`show_grid
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["REDUCTIONS", "SIGNS", "SCALINGS", "reduce_channels", "normalize", "colorize", "overlay", "show_grid"]
+__all__ = [
+    "REDUCTIONS", "SIGNS", "SCALINGS", "Display", "reduce_channels", "normalize", "colorize", "overlay", "render",
+    "show_grid",
+]
 
 REDUCTIONS = ("sum", "abs_sum", "max_abs", "l2")
 SIGNS = ("absolute", "positive", "negative", "all")
@@ -184,3 +191,26 @@ def show_grid(
                 ax.set_ylabel(row_titles[r], fontsize=9)
     fig.tight_layout()
     return fig
+
+
+@dataclass(frozen=True)
+class Display:
+    """How a map is drawn; changing it needs no model call.
+
+    ``opacity`` of the heatmap over the image (0 to 1), matplotlib colormap name ``cmap``,
+    ``sign`` and ``scaling`` as in :func:`normalize`.
+    """
+
+    opacity: float = 0.5
+    cmap: str = "jet"
+    sign: str = "absolute"
+    scaling: str = "percentile"
+
+
+def render(picture: np.ndarray, attribution: Any, display: Display | None = None) -> np.ndarray:
+    """``(H, W, 3)`` uint8: one image's map (``(C, H, W)`` or ``(1, C, H, W)``), normalised as
+    ``display`` says and drawn over ``picture`` (``(H, W, 3)`` in [0, 1]); no model call."""
+    display = display or Display()
+    heat = normalize(attribution, sign=display.sign, scaling=display.scaling)[0]
+    drawn = overlay(picture, heat, alpha=display.opacity, cmap=display.cmap, signed=display.sign == "all")
+    return (drawn * 255).round().astype(np.uint8)

@@ -1,13 +1,13 @@
-"""The explorer's computations: pure functions of their arguments, with caches.
+"""The explorer's computations, with caches; the chain itself is :func:`vizwidgets.explain.explain`.
 
-- :func:`explanation`: the raw map for a :class:`~vizwidgets.widgets.state.Request`, computed
-  once per (model, image content, method, layer, class, options) and then served from a cache;
-  images are cached by their pixels, never by their name, so a new upload under an old name, or
-  a path whose file changed, shows the new picture;
-- :func:`render`: image + map + :class:`~vizwidgets.widgets.state.Display` -> RGB picture,
-  no model call;
-- :func:`explain_picture`: both, the plain function behind the explorer that a notebook can
-  call with explicit arguments and no UI;
+- :meth:`Session.explained`: ``explain()`` of a :class:`~vizwidgets.widgets.state.Request`,
+  computed once per (model, image content, method, layer, class, options) and then served from
+  a cache; images are cached by their pixels, never by their name, so a new upload under an
+  old name, or a path whose file changed, shows the new picture;
+- :func:`render` (from :mod:`vizwidgets.viz`): image + map + :class:`~vizwidgets.viz.Display`
+  -> RGB picture, no model call;
+- :func:`explain_picture`: ``explain()`` then ``picture()``, the plain function behind the
+  explorer that a notebook can call with explicit arguments and no UI;
 - :func:`png`: an RGB array as PNG bytes for an ``ipywidgets.Image``.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -26,8 +25,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from vizwidgets.viz import normalize, overlay
-from vizwidgets.widgets.state import Display, Request
+from vizwidgets.explain import Explanation, explain
+from vizwidgets.viz import Display, render
+from vizwidgets.widgets.state import Request
 
 __all__ = ["LRUCache", "Session", "content_digest", "render", "png", "explain_picture", "predictions_of"]
 
@@ -132,36 +132,24 @@ class Session:
 
     def explanation(self, request: Request) -> Tensor:
         """The raw map for ``request`` (computed once, then from the cache)."""
-        return self._explained(request)[0]
+        return self.explained(request).results[request.method].map
 
     def notes(self, request: Request) -> tuple[str, ...]:
         """The warnings computing ``request``'s map gave (an all-zero map, say, and why): kept
         with the map, so a view shows them also when the map comes from the cache."""
-        return self._explained(request)[1]
+        return self.explained(request).results[request.method].notes
 
-    def _explained(self, request: Request) -> tuple[Tensor, tuple[str, ...]]:
-        from vizwidgets.attribution import attribute
-
+    def explained(self, request: Request) -> Explanation:
+        """:func:`vizwidgets.explain.explain` of ``request`` (computed once, then from the cache)."""
         key = (self.model.name, self.digest(request.image), request.method, request.layer,
                request.target, request.options)
 
-        def make() -> tuple[Tensor, tuple[str, ...]]:
-            target = request.target if request.target is not None else int(self.predictions(request.image).argmax())
-            options = dict(request.options)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                result = attribute(self.model, self.input(request.image), target, request.method, request.layer,
-                                   **options).detach()
-            return result, tuple(dict.fromkeys(str(w.message) for w in caught))
+        def make() -> Explanation:
+            (result,) = explain(self.model, self.input(request.image), [(request.method, dict(request.options))],
+                                target=request.target, layer=request.layer, labels=[request.image])
+            return result
 
         return self.maps.get(key, make)
-
-
-def render(picture: np.ndarray, attribution: Tensor, display: Display) -> np.ndarray:
-    """``(H, W, 3)`` uint8: the normalised map drawn over the picture (no model call)."""
-    heat = normalize(attribution, sign=display.sign, scaling=display.scaling)[0]
-    drawn = overlay(picture, heat, alpha=display.opacity, cmap=display.cmap, signed=display.sign == "all")
-    return (drawn * 255).round().astype(np.uint8)
 
 
 def png(array: np.ndarray) -> bytes:
@@ -184,16 +172,11 @@ def explain_picture(
     """The explorer's picture for explicit arguments, without any UI: ``(H, W, 3)`` uint8.
 
     ``image``: anything ``load_image`` takes; ``target``: None (the predicted class), an
-    index or a name; ``options``: the method's options; ``display``: how to draw it.
+    index or a name; ``options``: the method's options; ``display``: how to draw it. The
+    same as ``explain(model, [image], [(method, options)], ...)[0].picture(method, display)``.
     """
-    from vizwidgets.attribution import attribute
-
-    x = model.inputs(image)
-    if target is None:
-        with torch.no_grad():
-            target = int(model.model(x).argmax())
-    result = attribute(model, x, target, method, layer, **options)
-    return render(model.preprocess.inverse(x[0]), result, display or Display())
+    (result,) = explain(model, [image], [(method, options)], target=target, layer=layer)
+    return result.picture(method, display)
 
 
 def predictions_of(probabilities: Tensor, classes: Any, k: int = 5) -> list[tuple[int, str, float]]:

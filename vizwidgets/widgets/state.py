@@ -1,4 +1,7 @@
-"""What the explorer shows, as plain data: no ipywidgets, no torch.
+"""What the explorer shows, as plain data: no ipywidgets.
+
+How a map is drawn, :class:`Display`, lives in :mod:`vizwidgets.viz`, shared with
+:func:`vizwidgets.explain.explain` and the command line; it is re-exported here.
 
 A view reads a :class:`ExplorerState` and asks :mod:`vizwidgets.widgets.compute` for the
 picture; callbacks change the state and never read notebook globals.
@@ -9,21 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from vizwidgets.viz import Display
+
 __all__ = ["Display", "Request", "ExplorerState", "DISPLAY_DEFAULTS"]
-
-
-@dataclass(frozen=True)
-class Display:
-    """How a map is drawn; changing it needs no model call.
-
-    ``opacity`` of the heatmap over the image (0 to 1), matplotlib colormap name ``cmap``,
-    ``sign`` and ``scaling`` as in :func:`vizwidgets.viz.normalize`.
-    """
-
-    opacity: float = 0.5
-    cmap: str = "jet"
-    sign: str = "absolute"
-    scaling: str = "percentile"
 
 
 DISPLAY_DEFAULTS = Display()
