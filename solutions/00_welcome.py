@@ -30,7 +30,7 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from vizwidgets.checks import check_softmax, check_top_k
-from vizwidgets.data import load_image, make_composite, sample_images
+from vizwidgets.data import load_image, make_scene, sample_images
 from vizwidgets.models import load_model
 
 # %% [markdown]
@@ -273,12 +273,12 @@ print("default layer for CAM methods:", loaded.default_layer)
 # %% [markdown]
 # ## Two objects in one picture
 #
-# `make_composite` puts images side by side and remembers where each one went: ground-truth
-# boxes, which later notebooks use to check whether an explanation points at the right
-# object.
+# `make_scene` puts images side by side in one *scene* and remembers where each one went:
+# ground-truth boxes, which later notebooks use to check whether an explanation points at the
+# right object.
 
 # %%
-scene = make_composite(["chelsea", "chicky_512"])
+scene = make_scene(["chelsea", "chicky_512"])
 print("scene size:", scene.image.size)
 for box in scene.boxes:
     print(box)
@@ -325,7 +325,7 @@ for box in scene.boxes:
 #   probabilities, and top-k picks the most probable classes.
 # - Classes can be found by index, name or fragment; `loaded.layers()` lists the layers and
 #   their output shapes, from 112 x 112 down to 7 x 7.
-# - A composite image has two objects and their boxes: ground truth for explanations.
+# - A scene (`make_scene`) has two objects and their boxes: ground truth for explanations.
 
 # %% [markdown]
 # ## What comes next

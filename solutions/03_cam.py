@@ -21,7 +21,7 @@ from matplotlib.patches import Rectangle
 
 from vizwidgets.attribution import attribute, grad_cam
 from vizwidgets.checks import check_cam, check_grad_cam
-from vizwidgets.data import make_composite
+from vizwidgets.data import make_scene
 from vizwidgets.features import activations
 from vizwidgets.metrics import pointing_game
 from vizwidgets.models import load_model
@@ -177,12 +177,12 @@ plt.show()
 # %% [markdown]
 # ## A cat and a dog
 #
-# A map that explains a class should move when the class does. `make_composite` builds one
+# A map that explains a class should move when the class does. `make_scene` builds one
 # picture from two bundled images and remembers where each one is, so we can check with the
 # **pointing game** (Zhang et al. 2016): is the map's maximum on the right animal?
 
 # %%
-scene = make_composite(["chelsea", "chicky_512"])
+scene = make_scene(["chelsea", "chicky_512"])
 xs = loaded.inputs(scene.image)
 boxes = scene.boxes_at(224, 224)
 fig, axes = plt.subplots(1, 2, figsize=(10, 5))

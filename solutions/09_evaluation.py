@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 from vizwidgets.attribution import attribute
 from vizwidgets.checks import check_curve_area, check_pointing_hit
 from vizwidgets.compare import compare
-from vizwidgets.data import make_composite
+from vizwidgets.data import make_scene
 from vizwidgets.metrics import deletion, insertion, localisation
 from vizwidgets.models import load_model
 
@@ -114,10 +114,10 @@ check_pointing_hit(pointing_hit)
 
 # %% [markdown]
 # The package's `localisation` runs the pointing game (and the share of the map's energy
-# inside the box) for each part of a composite:
+# inside the box) for each part of a scene:
 
 # %%
-scene = make_composite(["chelsea", "chicky_512"])
+scene = make_scene(["chelsea", "chicky_512"])
 for method in ["gradient", "guided_backprop", "grad_cam", "integrated_gradients"]:
     rows = localisation(loaded, scene, method)
     print(f"{method:22}", "  ".join(f"{r['label']}: {'hit ' if r['hit'] else 'miss'} energy {r['energy']:.2f}" for r in rows))
