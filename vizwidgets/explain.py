@@ -21,10 +21,12 @@ cat.picture("grad_cam")        # (224, 224, 3) uint8: the map over the image
 cat.save("out", "chelsea")     # out/chelsea.grad_cam.png, .npy, ..., out/chelsea.json
 ```
 
-Images go through the model in chunks of ``chunk_size``: one forward pass without gradients
-predicts a chunk, then each method runs once on the whole chunk with the predicted (or
-given) classes as explicit targets, so no method repeats the prediction. A method's
-``seconds`` is its time on the chunk divided by the chunk's images.
+Images go through the model in chunks of ``chunk_size``, and each method runs once per chunk.
+The prediction is not a pass of its own: the first method runs the plain model on the chunk
+anyway (to choose the class, or for its gradient), and :func:`explain` reads the logits of
+that pass (LRP, whose canonizers change the model for its pass, is the exception: then one
+forward pass without gradients predicts). The other methods get the chosen classes as
+explicit targets. A method's ``seconds`` is its time on the chunk divided by its images.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -44,6 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vizwidgets._hooks import forward_hooks
 from vizwidgets.viz import Display, render
 
 __all__ = ["METRICS", "MethodResult", "Explanation", "explain", "method_requests"]
@@ -310,20 +314,27 @@ def explain(
     for start in range(0, len(sources), chunk_size):
         chunk = sources[start : start + chunk_size]
         x = torch.cat([model.inputs(s) for s in chunk]) if isinstance(images, Tensor) else model.inputs(chunk)
-        with torch.no_grad():
-            probabilities = model.model(x).softmax(dim=1)
-        values, indices = probabilities.topk(top_k, dim=1)
-        chosen = indices[:, 0] if targets is None else targets[start : start + len(chunk)].to(indices.device)
+        chosen = None if targets is None else targets[start : start + len(chunk)].to(x.device)
+        logits: Tensor | None = None
         per_method: dict[str, tuple[Tensor, float, dict[str, Tensor], list[tuple[str, bool]]]] = {}
         for name, method, checked, given in built:
             began = time.perf_counter()
-            with warnings.catch_warnings(record=True) as caught:
+            with warnings.catch_warnings(record=True) as caught, _plain_logits(model.model, x, method) as seen:
                 warnings.simplefilter("always")
                 maps = method.attribute(x, chosen, **checked).detach()
             seconds = (time.perf_counter() - began) / len(chunk)
+            if logits is None:
+                logits = seen.get("logits")
+                if logits is None:  # the method never ran the plain model on x: predict apart
+                    with torch.no_grad():
+                        logits = model.model(x)
+                if chosen is None:  # the method chose the same class from the same logits
+                    chosen = logits.argmax(dim=1)
             scores = _measure(model, x, maps, chosen, wanted_metrics, metric_steps)
             notes = [(str(w.message), "all zero" in str(w.message) or "not finite" in str(w.message)) for w in caught]
             per_method[name] = (maps, seconds, scores, notes)
+        assert logits is not None and chosen is not None
+        values, indices = logits.softmax(dim=1).topk(top_k, dim=1)
         for i in range(len(chunk)):
             results = {}
             for name, method, checked, given in built:
@@ -337,12 +348,37 @@ def explain(
                     notes=tuple(text for text, about_the_map in notes if empty or not about_the_map),
                 )
             top = tuple(_prediction(int(j), classes[int(j)], float(p)) for p, j in zip(values[i].tolist(), indices[i].tolist()))
-            index = int(chosen[i])
+            index = int(chosen[i])  # type: ignore[index]
             explanations.append(Explanation(
                 label=names[start + i], pixels=model.preprocess.inverse(x[i]), inputs=x[i : i + 1].detach(),
                 top=top, target=index, target_class=classes[index], results=MappingProxyType(results),
             ))
     return explanations
+
+
+@contextmanager
+def _plain_logits(module: torch.nn.Module, x: Tensor, method: Any) -> Iterator[dict[str, Tensor]]:
+    """Catch the logits of the first forward pass of the plain model on exactly ``x`` that
+    ``method`` runs, so that predicting needs no pass of its own.
+
+    Every method but LRP runs the model unchanged on ``x`` first (to choose the class, or for
+    the gradient); a test checks that those logits equal a separate forward pass bit for bit.
+    LRP's canonizers rewrite the model for its pass (batch norm merged into the convolution),
+    which changes the last bits, so for LRP nothing is caught and :func:`explain` predicts apart.
+    """
+    seen: dict[str, Tensor] = {}
+    if getattr(method, "family", "") == "relevance":
+        yield seen
+        return
+
+    def catch(_: torch.nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        if "logits" in seen or not inputs or not isinstance(inputs[0], Tensor) or not isinstance(output, Tensor):
+            return
+        if inputs[0].shape == x.shape and torch.equal(inputs[0].detach(), x):
+            seen["logits"] = output.detach()
+
+    with forward_hooks(module, {"": catch}):
+        yield seen
 
 
 def _prediction(index: int, label: str, probability: float) -> Any:
