@@ -1,8 +1,8 @@
-"""A reference table: every attribution method on composites of bundled images.
+"""A reference table: every attribution method on scenes of bundled images.
 
 Usage: python benchmarks/localisation.py [--threads 2] [--skip score_cam] [--write docs/metrics.md]
 
-Two 2x2 scenes are built with ``make_composite`` (cells of 224 pixels, so the 448x448 scene
+Two 2x2 scenes are built with ``make_scene`` (cells of 224 pixels, so the 448x448 scene
 shrinks to the model's 224x224 without distortion):
 
 - chelsea (Egyptian cat) | chicky_512 (Pekinese) / orange | apple (Granny Smith)
@@ -51,7 +51,7 @@ def main() -> None:
     height, width = model.input_size
     parts = []
     for names in SCENES:
-        scene = vw.make_composite(list(names), columns=2)
+        scene = vw.make_scene(list(names), columns=2)
         x = model.inputs(scene.image)
         parts.extend((x, box) for box in scene.boxes_at(width, height))
     with torch.no_grad():

@@ -28,13 +28,15 @@ _LAZY = {
     "ClassNames": "vizwidgets.models",
     "load_image": "vizwidgets.data",
     "sample_images": "vizwidgets.data",
-    "make_composite": "vizwidgets.data",
+    "make_scene": "vizwidgets.data",
+    "Scene": "vizwidgets.data",
+    "make_composite": "vizwidgets.data",  # deprecated alias of make_scene (it warns)
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from vizwidgets.data import load_image, make_composite, sample_images
+    from vizwidgets.data import Scene, load_image, make_composite, make_scene, sample_images
     from vizwidgets.models import ClassNames, LoadedModel, available_models, list_layers, load_model
 
 
