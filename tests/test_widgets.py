@@ -294,3 +294,19 @@ def test_a_warning_about_the_map_is_shown_in_the_explorer(lite) -> None:
     misses = ex.session.maps.misses
     ex.layer.value = "stem"  # from the cache: the note comes back with the map
     assert ex.session.maps.misses == misses and "all zero" in ex.note.value
+
+
+def test_the_explorer_state_is_the_single_source_of_truth(lite) -> None:
+    """Controls write the state; drawing reads only the state (never the controls again)."""
+    ex = Explorer(lite, ["chelsea", "coffee"])
+    assert dict(ex.state.request.options) == {name: c.value for name, c in ex.option_controls.items()}
+    ex.option_controls["upsample"].value = False
+    assert dict(ex.state.request.options)["upsample"] is False
+    ex.image_select.value = "coffee"  # other changes keep the option
+    assert ex.state.request.image == "coffee" and dict(ex.state.request.options)["upsample"] is False
+    np.testing.assert_array_equal(decoded(ex.image), explain_picture(lite, "coffee", "grad_cam", upsample=False))
+    ex.option_controls["upsample"]._trait_values["value"] = True  # a control changed behind the state's back
+    ex.opacity.value = 0.4  # redraw: from the state, so still without upsampling
+    np.testing.assert_array_equal(
+        decoded(ex.image), explain_picture(lite, "coffee", "grad_cam", upsample=False, display=Display(opacity=0.4))
+    )

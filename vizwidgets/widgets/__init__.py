@@ -2,20 +2,17 @@
 maximisation, fooling and style-transfer controls.
 
 Three layers (see the project's design notes): :mod:`~vizwidgets.widgets.state` holds plain
-data, :mod:`~vizwidgets.widgets.compute` the cached pure computations, and
-:mod:`~vizwidgets.widgets.views` the ipywidgets, built once, whose callbacks only change the
-state and redraw.
+data, :mod:`~vizwidgets.widgets.compute` the cached computations (the chain itself is
+:func:`vizwidgets.explain.explain`), and the views, built once, whose callbacks only change the
+state and redraw: :mod:`~vizwidgets.widgets.explorer`, :mod:`~vizwidgets.widgets.browser` and
+:mod:`~vizwidgets.widgets.loops`, with what they share in :mod:`~vizwidgets.widgets.controls`.
 """
 
 from vizwidgets.widgets.compute import explain_picture
 from vizwidgets.widgets.state import Display, ExplorerState, Request
-from vizwidgets.widgets.views import (
-    ActivationBrowser,
-    Explorer,
-    FoolingWidget,
-    MaximisationWidget,
-    StyleTransferWidget,
-)
+from vizwidgets.widgets.browser import ActivationBrowser
+from vizwidgets.widgets.explorer import Explorer
+from vizwidgets.widgets.loops import FoolingWidget, MaximisationWidget, StyleTransferWidget
 
 __all__ = [
     "ActivationBrowser",
