@@ -40,6 +40,7 @@ from vizwidgets.attribution.lrp import (
     make_composite,
     relevance_propagation,
 )
+from vizwidgets.attribution.lrp.functions import AffineRelevanceModule
 from vizwidgets.models.efficientnet_lite import ResidualAdd, SamePad2d
 
 IMAGENET_LOW = tuple(-m / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
@@ -560,7 +561,7 @@ def test_composite_assigns_rules_by_type_and_position(lite) -> None:
     model = lite.model
     with prepared(model), relevance_propagation(model, composite):
         rules = {
-            name: module.rule for name, module in model.named_modules() if type(module).__name__ == "_AffineModule"
+            name: module.rule for name, module in model.named_modules() if isinstance(module, AffineRelevanceModule)
         }
     assert isinstance(rules["stem.conv"], ZBox)
     assert rules["stem.conv"].low == (-127 / 128,) * 3 and rules["stem.conv"].high == (1.0,) * 3

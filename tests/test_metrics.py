@@ -13,7 +13,7 @@ from torch import nn
 
 from vizwidgets.attribution import attribute
 from vizwidgets.compare import compare
-from vizwidgets.data import Box, make_composite
+from vizwidgets.data import Box, make_scene
 from vizwidgets.metrics import (
     confidence_drop,
     deletion,
@@ -149,8 +149,8 @@ def test_energy_in_box_by_hand() -> None:
     assert float(energy_in_box(torch.zeros(1, 1, 4, 4), [Box("x", 0, 0, 2, 2)])[0]) == 0.0
 
 
-def test_localisation_on_a_cat_and_dog_composite(lite) -> None:
-    scene = make_composite(["chelsea", "chicky_512"])
+def test_localisation_on_a_cat_and_dog_scene(lite) -> None:
+    scene = make_scene(["chelsea", "chicky_512"])
     rows = localisation(lite, scene, "grad_cam")
     assert [r["label"] for r in rows] == ["chelsea", "chicky_512"]
     assert [r["target"] for r in rows] == [285, 154]

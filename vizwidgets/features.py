@@ -2,8 +2,10 @@
 and grids to show many feature maps at once.
 
 Hooks exist only while a function runs (:mod:`vizwidgets._hooks`); the model is left as it
-was. Inputs are anything :meth:`vizwidgets.models.LoadedModel.inputs` takes: bundled names,
-paths, PIL images, arrays, or a preprocessed ``(N, 3, H, W)`` tensor.
+was. ``model`` is anything :func:`vizwidgets.models.adapt` takes. Inputs are anything
+:meth:`vizwidgets.models.ModelAdapter.inputs` takes: for a model with a preprocessing,
+bundled names, paths, PIL images, arrays, or a preprocessed ``(N, 3, H, W)`` tensor; for a
+bare module, the tensor.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ import torch
 from torch import Tensor, nn
 
 from vizwidgets._hooks import capture_outputs, get_module
-from vizwidgets.attribution.base import check_inputs, prepared, unwrap_model
+from vizwidgets.attribution.base import check_inputs, prepared
+from vizwidgets.models.adapter import adapt
 
 __all__ = ["TopChannels", "activations", "top_channels", "first_layer_filters", "feature_grid"]
 
 
 def _module_and_inputs(model: Any, images: Any) -> tuple[nn.Module, Tensor]:
-    module, classes = unwrap_model(model)
-    return module, check_inputs(model.inputs(images) if module is not model else images, module)
+    """The module of ``model`` and ``images`` as its checked, preprocessed batch."""
+    adapter = adapt(model)
+    return adapter.module, check_inputs(adapter.inputs(images), adapter.module)
 
 
 def activations(model: Any, images: Any, layers: str | Sequence[str]) -> Any:
@@ -69,8 +73,7 @@ def first_layer_filters(model: Any) -> Tensor:
     """The filters of the first convolution that sees RGB, ``(K, 3, kh, kw)``, mapped to
     [0, 1] for display: ``0.5 + w / (2 max|w|)`` per filter, so 0 is grey and the sign shows
     as light or dark."""
-    module, _ = unwrap_model(model)
-    for sub in module.modules():
+    for sub in adapt(model).module.modules():
         if isinstance(sub, nn.Conv2d) and sub.in_channels == 3:
             weight = sub.weight.detach().float()
             scale = weight.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-12)

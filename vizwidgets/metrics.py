@@ -12,7 +12,7 @@
   Attention by Excitation Backprop", IJCV; ECCV 2016): is the map's maximum on the object
   (within a tolerance of 15 pixels)? :func:`energy_in_box`, its energy-based variant (Wang
   et al. 2020, "Score-CAM"): the share of the map's positive mass inside the box.
-  :func:`localisation` runs both on a :func:`~vizwidgets.data.make_composite` scene.
+  :func:`localisation` runs both on a :func:`~vizwidgets.data.make_scene` scene.
 - :func:`randomization_check` (Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim 2018,
   "Sanity Checks for Saliency Maps", NeurIPS): randomise the model's layers from the top down,
   cumulatively, on a copy, and measure how much the map still resembles the original
@@ -25,7 +25,6 @@ summing over colour channels, see :func:`vizwidgets.viz.reduce_channels`).
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,8 +32,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vizwidgets.attribution.base import check_inputs, chunks, normalize_target, prepared, select_scores, unwrap_model
-from vizwidgets.attribution.integrated import _pixel_normalisation, make_baseline
+from vizwidgets.attribution import attribute
+from vizwidgets.attribution.base import check_inputs, chunks, normalize_target, prepared, select_scores
+from vizwidgets.attribution.baselines import make_baseline
+from vizwidgets.models.adapter import ModelAdapter, adapt
 from vizwidgets.viz import normalize, reduce_channels
 
 __all__ = [
@@ -59,9 +60,6 @@ SCORES = ("probability", "logit")
 _DEFAULT_CHUNK = 4
 
 
-def _unpack(model: Any) -> tuple[nn.Module, Any, tuple | None]:
-    module, classes = unwrap_model(model)
-    return module, classes, _pixel_normalisation(model)
 
 
 def _maps_for(maps: Any, x: Tensor) -> Tensor:
@@ -116,7 +114,8 @@ def _curve(
     kind: str, model: Any, inputs: Tensor, maps: Any, target: Any, *, steps: int, fill: str | Tensor,
     score: str, chunk_size: int, seed: int | None,
 ) -> Curve:
-    module, classes, normalisation = _unpack(model)
+    adapter = adapt(model)
+    module = adapter.module
     x = check_inputs(inputs)
     m = _maps_for(maps, x)
     n, _, h, w = x.shape
@@ -125,9 +124,8 @@ def _curve(
         raise ValueError(f"score must be one of {list(SCORES)}, got {score!r}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-    mean, std = normalisation if normalisation is not None else (None, None)
-    other = make_baseline(x, fill, mean=mean, std=std, seed=seed)
-    targets = normalize_target(target, n, classes)
+    other = make_baseline(x, fill, mean=adapter.mean, std=adapter.std, seed=seed)
+    targets = normalize_target(target, n, adapter.classes)
     # rank[i, p] = position of pixel p in image i's order, highest map value first (stable)
     order = m.flatten(1).argsort(dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
@@ -202,16 +200,16 @@ def confidence_drop(model: Any, inputs: Tensor, maps: Any, target: Any = None, *
 
     The map is scaled to [0, 1] (positive part over its maximum) and the image multiplied by
     it in pixel space: ``fill + M (x - fill)``, with ``fill`` "black" (the paper's ``I * M``,
-    needs a LoadedModel) or another baseline. Average drop ``= 100 mean(max(0, Y - O) / Y)``,
+    needs the model's mean and std) or another baseline. Average drop ``= 100 mean(max(0, Y - O) / Y)``,
     increase in confidence ``= 100 mean(O > Y)``, ``Y`` and ``O`` the target's probability
     for the image and for the masked image.
     """
-    module, classes, normalisation = _unpack(model)
+    adapter = adapt(model)
+    module = adapter.module
     x = check_inputs(inputs)
     m = normalize(_maps_for(maps, x)[:, None], sign="positive", scaling="max")[:, None]
-    mean, std = normalisation if normalisation is not None else (None, None)
-    base = make_baseline(x, fill, mean=mean, std=std)
-    targets = normalize_target(target, x.shape[0], classes)
+    base = make_baseline(x, fill, mean=adapter.mean, std=adapter.std)
+    targets = normalize_target(target, x.shape[0], adapter.classes)
     with prepared(module), torch.no_grad():
         logits = module(torch.cat([x, base + m * (x - base)]))
         n = x.shape[0]
@@ -282,24 +280,28 @@ def energy_in_box(maps: Any, boxes: Sequence[Any]) -> Tensor:
 
 
 def localisation(
-    model: Any, composite: Any, method: str = "grad_cam", *, tolerance: float = 15.0, **options: Any
+    model: Any, scene: Any, method: str = "grad_cam", *, tolerance: float = 15.0, **options: Any
 ) -> list[dict[str, Any]]:
-    """The pointing game and box energy of ``method`` on a composite scene, one row per part.
+    """The pointing game and box energy of ``method`` on a scene, one row per part.
 
-    The scene is preprocessed like any image (resized to the model's input, no crop), the
+    ``scene``: a :func:`~vizwidgets.data.make_scene` scene. It is preprocessed like any image (resized to the model's input, no crop), the
     boxes are scaled with it, and each part's map is computed for that part's class
     (``box.target``; parts without one are skipped). Rows: ``label``, ``target``, ``hit``,
     ``energy``.
     """
-    from vizwidgets.attribution import attribute
-
-    height, width = model.input_size
-    x = model.inputs(composite.image)
+    adapter = adapt(model)
+    if adapter.input_size is None:
+        raise ValueError(
+            "model has no preprocessing, so the scene cannot be turned into its input; use a model "
+            "from vizwidgets.load_model"
+        )
+    height, width = adapter.input_size
+    x = adapter.inputs(scene.image)
     rows = []
-    for box in composite.boxes_at(width, height):
+    for box in scene.boxes_at(width, height):
         if box.target is None:
             continue
-        m = attribute(model, x, box.target, method, **options)
+        m = attribute(adapter, x, box.target, method, **options)
         rows.append(
             {
                 "label": box.label,
@@ -370,32 +372,27 @@ def randomization_check(
     map by Spearman's rank correlation per image, on absolute values if ``absolute`` (as the
     paper's main figures). The model itself is never changed.
     """
-    from vizwidgets.attribution import attribute
-    from vizwidgets.models import LoadedModel
-
-    module, classes, _ = _unpack(model)
+    adapter: ModelAdapter = adapt(model)
+    module = adapter.module
     x = check_inputs(inputs)
-    target_indices = normalize_target(target, x.shape[0], classes)
+    target_indices = normalize_target(target, x.shape[0], adapter.classes)
     if target_indices is None:
         with prepared(module), torch.no_grad():
             target_indices = module(x).argmax(dim=1).cpu()
     targets = target_indices.tolist()
-    curated = None
-    if isinstance(model, LoadedModel):
-        curated = model.layer_names or getattr(module, "learner_layers", None)
-    order = list(layers) if layers is not None else _cascade(module, curated)
+    order = list(layers) if layers is not None else _cascade(module, adapter.layer_names)
     clone = copy.deepcopy(module)
     names = dict(clone.named_modules())
     for name in order:
         if name not in names:
             raise ValueError(f"layer {name!r} is not in this model (vizwidgets.list_layers(model) lists them)")
-    twin = dataclasses.replace(model, model=clone) if isinstance(model, LoadedModel) else clone
+    twin = adapter.with_module(clone)
 
     def reduced(result: Tensor) -> Tensor:
         r = reduce_channels(result, "sum")[:, 0]
         return r.abs() if absolute else r
 
-    original = reduced(attribute(model, x, targets, method, **options))
+    original = reduced(attribute(adapter, x, targets, method, **options))
     gen = torch.Generator(device="cpu").manual_seed(seed)
     rows = []
     for name in order:

@@ -36,15 +36,11 @@ Shapes: ``inputs`` and the result are ``(N, 3, H, W)`` (preprocessed space), the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vizwidgets._ops import gaussian_blur
 from vizwidgets.attribution.base import (
     Attribution,
     Option,
@@ -54,10 +50,12 @@ from vizwidgets.attribution.base import (
     normalize_target,
     prepared,
     select_scores,
-    unwrap_model,
 )
+from vizwidgets.attribution.baselines import BASELINES, BLUR_SIGMA_FRACTION, make_baseline
 from vizwidgets.attribution.gradient import input_gradient
 from vizwidgets.attribution.limits import rows_per_pass
+from vizwidgets.attribution.quadrature import QUADRATURES, quadrature_rule
+from vizwidgets.models.adapter import adapt
 
 __all__ = [
     "IntegratedGradients",
@@ -70,173 +68,8 @@ __all__ = [
     "BLUR_SIGMA_FRACTION",
 ]
 
-#: The named baselines: see :func:`make_baseline`.
-BASELINES: tuple[str, ...] = ("black", "blurred", "uniform", "zero")
-
-#: The quadrature rules: see :func:`quadrature_rule`.
-QUADRATURES: tuple[str, ...] = (
-    "gausslegendre",
-    "riemann_left",
-    "riemann_right",
-    "riemann_middle",
-    "riemann_trapezoid",
-)
-
-#: The "blurred" baseline's Gaussian ``sigma`` as a fraction of the image's shorter side
-#: (22.4 pixels at 224 x 224): edges and textures vanish, the colour layout stays.
-BLUR_SIGMA_FRACTION: float = 0.1
-
 #: Path points per forward+backward pass: the fastest on 2 CPU threads (see the class docstring).
 _DEFAULT_CHUNK = 5
-
-
-def quadrature_rule(method: str, steps: int) -> tuple[Tensor, Tensor]:
-    """Nodes ``a_k`` in [0, 1] and weights ``w_k`` (summing to 1) of a rule for ``int_0^1 g``.
-
-    ``integral_0^1 g(a) da ~ sum_k w_k g(a_k)``, ``k = 1..steps``; both are float64 ``(steps,)``.
-
-    - ``"gausslegendre"``: the Gauss-Legendre nodes mapped from [-1, 1] to [0, 1]; exact for
-      polynomials of degree up to ``2 * steps - 1``.
-    - ``"riemann_left"``, ``"riemann_right"``: ``a_k = (k - 1) / steps`` or ``k / steps``,
-      ``w_k = 1 / steps``; error of order ``1 / steps``.
-    - ``"riemann_middle"``: ``a_k = (k - 1/2) / steps``, ``w_k = 1 / steps``.
-    - ``"riemann_trapezoid"``: ``a_k = (k - 1) / (steps - 1)``, ``w_k = 1 / (steps - 1)`` with
-      half weights at both ends; needs ``steps >= 2``.
-    """
-    if not isinstance(method, str):
-        raise TypeError(f"method must be a str, got {type(method).__name__}")
-    if method not in QUADRATURES:
-        raise ValueError(f"method must be one of {list(QUADRATURES)}, got {method!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int):
-        raise TypeError(f"steps must be an int, got {type(steps).__name__}")
-    if steps < 1 or (method == "riemann_trapezoid" and steps < 2):
-        least = 2 if method == "riemann_trapezoid" else 1
-        raise ValueError(f"steps must be at least {least} for method {method!r}, got {steps}")
-    nodes, weights = _rule(method, steps)
-    return nodes.clone(), weights.clone()
-
-
-@lru_cache(maxsize=32)
-def _rule(method: str, steps: int) -> tuple[Tensor, Tensor]:
-    k = torch.arange(steps, dtype=torch.float64)
-    uniform = torch.full((steps,), 1.0 / steps, dtype=torch.float64)
-    if method == "gausslegendre":
-        t, w = np.polynomial.legendre.leggauss(steps)
-        return torch.from_numpy((t + 1.0) / 2.0), torch.from_numpy(w / 2.0)
-    if method == "riemann_left":
-        return k / steps, uniform
-    if method == "riemann_right":
-        return (k + 1.0) / steps, uniform
-    if method == "riemann_middle":
-        return (k + 0.5) / steps, uniform
-    # riemann_trapezoid
-    weights = torch.full((steps,), 1.0 / (steps - 1), dtype=torch.float64)
-    weights[0] = weights[-1] = 0.5 / (steps - 1)
-    return k / (steps - 1), weights
-
-
-def _pixel_normalisation(model: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """``(mean, std)`` in [0, 1] pixel units of a LoadedModel's preprocessing, else None."""
-    preprocess = getattr(model, "preprocess", None)
-    mean = getattr(preprocess, "mean", None)
-    std = getattr(preprocess, "std", None)
-    if mean is None or std is None:
-        return None
-    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
-
-
-def make_baseline(
-    inputs: Tensor,
-    baseline: str | Tensor = "black",
-    *,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    seed: int | None = 0,
-    sigma: float | None = None,
-) -> Tensor:
-    """The baseline ``x'`` for each image, ``(N, C, H, W)`` in preprocessed space.
-
-    Parameters
-    ----------
-    inputs:
-        The preprocessed batch ``(N, C, H, W)``.
-    baseline:
-        - ``"black"``: pixel value 0 in every channel, i.e. ``(0 - mean) / std``; needs
-          ``mean`` and ``std``.
-        - ``"blurred"``: the image blurred by a Gaussian of standard deviation ``sigma``
-          pixels (default ``BLUR_SIGMA_FRACTION`` of the shorter side), reflected at the
-          borders: no edges, the same colours.
-        - ``"uniform"``: each value drawn uniformly from the valid pixel range [0, 1], then
-          normalised with ``mean`` and ``std``; drawn once from ``seed`` and shared by every
-          image of the batch (so a batch gives each image the result it gets alone).
-        - ``"zero"``: the preprocessed value 0, which is the preprocessing's mean colour
-          (mid-grey for the default model).
-        - a tensor ``(C, H, W)``, ``(1, C, H, W)`` or ``(N, C, H, W)`` in preprocessed space.
-    mean, std:
-        The preprocessing's per-channel mean and std in [0, 1] pixel units
-        (``loaded.preprocess.mean``); needed by "black" and "uniform".
-    seed:
-        Seed of the "uniform" draw; None: a new draw each call.
-    sigma:
-        Blur of "blurred", in pixels.
-    """
-    x = check_inputs(inputs)
-    n, c, h, w = x.shape
-    if isinstance(baseline, Tensor):
-        return _check_baseline_tensor(baseline, x)
-    if not isinstance(baseline, str):
-        raise TypeError(
-            f"baseline must be one of {list(BASELINES)} or a tensor, got {type(baseline).__name__}"
-        )
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline must be one of {list(BASELINES)} or a tensor, got {baseline!r}")
-    if baseline == "zero":
-        return torch.zeros_like(x)
-    if baseline == "blurred":
-        sigma = BLUR_SIGMA_FRACTION * min(h, w) if sigma is None else sigma
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
-            raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
-        return gaussian_blur(x, float(sigma))
-    if mean is None or std is None:
-        raise ValueError(
-            f"baseline={baseline!r} needs the preprocessing's mean and std to know which input "
-            "is that image; use a model from vizwidgets.load_model (or wrap yours in a "
-            "LoadedModel with its Preprocess), give the baseline as a preprocessed tensor, or "
-            "use baseline='zero' or 'blurred'"
-        )
-    if len(mean) != c or len(std) != c:
-        raise ValueError(f"mean and std must have {c} values (one per channel), got {len(mean)} and {len(std)}")
-    mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
-    std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
-    if baseline == "black":
-        pixels = torch.zeros((1, c, h, w), dtype=x.dtype, device=x.device)
-    else:  # uniform
-        generator = torch.Generator(device="cpu")
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(seed)
-        pixels = torch.rand((1, c, h, w), generator=generator, dtype=torch.float32)
-        pixels = pixels.to(x.device, x.dtype)
-    return ((pixels - mean_t) / std_t).expand(n, c, h, w).contiguous()
-
-
-def _check_baseline_tensor(baseline: Tensor, x: Tensor) -> Tensor:
-    n, c, h, w = x.shape
-    allowed = ((c, h, w), (1, c, h, w), (n, c, h, w))
-    if tuple(baseline.shape) not in allowed:
-        raise ValueError(
-            f"baseline tensor has shape {tuple(baseline.shape)}; for inputs of shape "
-            f"{tuple(x.shape)} it must be {(c, h, w)}, {(1, c, h, w)} or {(n, c, h, w)}"
-        )
-    if not baseline.is_floating_point():
-        raise ValueError(f"baseline tensor must be a float tensor (preprocessed space), got {baseline.dtype}")
-    if baseline.device.type == "meta":
-        raise ValueError("baseline tensor is on the meta device (no values); create it on the inputs' device")
-    if not torch.isfinite(baseline).all():
-        raise ValueError("baseline tensor contains NaN or infinite values")
-    baseline = baseline.detach().to(x.device, x.dtype)
-    return baseline.reshape(-1, c, h, w).expand(n, c, h, w).contiguous()
 
 
 def _integrated_gradients(
@@ -292,11 +125,12 @@ def completeness_delta(
     ``F`` is the score (logit) of the target class; ``target`` None means each image's
     predicted class on ``inputs``, as :class:`IntegratedGradients` uses. ``baseline`` is the
     baseline the attributions were computed with: a tensor or a name (see
-    :func:`make_baseline`; "black" and "uniform" need a LoadedModel, "uniform" the same
+    :func:`make_baseline`; "black" and "uniform" need the model's mean and std, "uniform" the same
     ``seed``). For Integrated Gradients the delta is the quadrature error and shrinks as
     ``steps`` grows. The model is left as it was.
     """
-    module, classes = unwrap_model(model)
+    adapter = adapt(model)
+    module = adapter.module
     x = check_inputs(inputs, module)
     if not isinstance(attributions, Tensor):
         raise TypeError(f"attributions must be a torch.Tensor, got {type(attributions).__name__}")
@@ -305,10 +139,8 @@ def completeness_delta(
             f"attributions have shape {tuple(attributions.shape)} but inputs {tuple(x.shape)}; "
             "pass the attributions of these inputs"
         )
-    normalisation = _pixel_normalisation(model)
-    mean, std = normalisation if normalisation is not None else (None, None)
-    base = make_baseline(x, baseline, mean=mean, std=std, seed=seed)
-    target_indices = normalize_target(target, x.shape[0], classes)
+    base = make_baseline(x, baseline, mean=adapter.mean, std=adapter.std, seed=seed)
+    target_indices = normalize_target(target, x.shape[0], adapter.classes)
     with prepared(module):
         return _completeness_delta(module, x, attributions.to(x.dtype), base, target_indices)
 
@@ -329,8 +161,9 @@ class IntegratedGradients(Attribution):
     baseline:
         ``"black"`` (default), ``"blurred"``, ``"uniform"``, ``"zero"`` or a tensor; see
         :func:`make_baseline`. "black" and "uniform" need the preprocessing's mean and std,
-        which a :class:`~vizwidgets.models.LoadedModel` carries. For a plain ``nn.Module``
-        they raise ``ValueError`` rather than guess: "black" is a different input under every
+        which a :class:`~vizwidgets.models.LoadedModel` carries (for a bare module:
+        ``adapt(module, mean=..., std=...)``). For a plain ``nn.Module`` without them they
+        raise ``ValueError`` rather than guess: "black" is a different input under every
         normalisation, and a silently wrong baseline gives a silently different explanation.
         Use "zero", "blurred" or a tensor there.
     quadrature:
@@ -385,9 +218,9 @@ class IntegratedGradients(Attribution):
 
     def __init__(self, model: Any, layer: str | None = None) -> None:
         super().__init__(model, layer)
-        normalisation = _pixel_normalisation(model)
-        self.pixel_mean: tuple[float, ...] | None = normalisation[0] if normalisation else None
-        self.pixel_std: tuple[float, ...] | None = normalisation[1] if normalisation else None
+        #: The preprocessing's mean and std in [0, 1] pixel units (None: unknown).
+        self.pixel_mean: tuple[float, ...] | None = self.adapter.mean
+        self.pixel_std: tuple[float, ...] | None = self.adapter.std
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Check each option (see the class docstring) and the combination of steps and quadrature."""

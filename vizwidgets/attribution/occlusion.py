@@ -111,9 +111,9 @@ class Occlusion(Attribution):
     fill:
         Pixel value in [0, 1] the square is set to in every channel (0 black, 1 white), turned
         into model input with the preprocessing's mean and std (so it needs a
-        :class:`~vizwidgets.models.LoadedModel`). None (default): the preprocessed value 0, the
-        preprocessing's mean colour: the paper's grey square, and the neutral value of any
-        model whose preprocessing subtracts a mean.
+        :class:`~vizwidgets.models.LoadedModel`, or ``adapt(module, mean=..., std=...)``).
+        None (default): the preprocessed value 0, the preprocessing's mean colour: the paper's
+        grey square, and the neutral value of any model whose preprocessing subtracts a mean.
     chunk_size:
         Occluded images per forward pass (default 4). On 2 CPU threads (default model,
         224 x 224, 169 windows) chunks of 2 to 4 took about 2.3 s, single images 4.0 s and
@@ -146,10 +146,9 @@ class Occlusion(Attribution):
 
     def __init__(self, model: Any, layer: str | None = None) -> None:
         super().__init__(model, layer)
-        preprocess = getattr(model, "preprocess", None) if not isinstance(model, nn.Module) else None
-        mean, std = getattr(preprocess, "mean", None), getattr(preprocess, "std", None)
-        self.pixel_mean: tuple[float, ...] | None = tuple(map(float, mean)) if mean is not None else None
-        self.pixel_std: tuple[float, ...] | None = tuple(map(float, std)) if std is not None else None
+        #: The preprocessing's mean and std in [0, 1] pixel units (None: unknown).
+        self.pixel_mean: tuple[float, ...] | None = self.adapter.mean
+        self.pixel_std: tuple[float, ...] | None = self.adapter.std
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Check each option, that ``stride <= window``, and that a fill value can be mapped."""
@@ -165,7 +164,8 @@ class Occlusion(Attribution):
             raise ValueError(
                 f"{self.name}: option 'fill'={checked['fill']!r} is a pixel value, and turning it into "
                 "model input needs the preprocessing's mean and std; use a model from "
-                "vizwidgets.load_model, or fill=None (the preprocessed 0, the mean colour)"
+                "vizwidgets.load_model (or vizwidgets.models.adapt(module, mean=..., std=...)), "
+                "or fill=None (the preprocessed 0, the mean colour)"
             )
         return checked
 

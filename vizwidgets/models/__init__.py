@@ -8,6 +8,7 @@
 281
 """
 
+from vizwidgets.models.adapter import ModelAdapter, PixelBounds, adapt, guess_default_layer
 from vizwidgets.models.classes import ClassNames, imagenet_class_names
 from vizwidgets.models.core import (
     MODELS,
@@ -30,11 +31,15 @@ __all__ = [
     "IMAGENET_STD",
     "LayerInfo",
     "LoadedModel",
+    "ModelAdapter",
     "ModelSpec",
+    "PixelBounds",
     "Prediction",
     "Preprocess",
     "WeightsNotFoundError",
+    "adapt",
     "available_models",
+    "guess_default_layer",
     "imagenet_class_names",
     "list_layers",
     "load_model",

@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 from vizwidgets._hooks import eval_mode, forward_hooks, get_module
 from vizwidgets.models.classes import ClassNames, imagenet_class_names
-from vizwidgets.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from vizwidgets.models.efficientnet_lite import efficientnet_lite0
+from vizwidgets.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, prepare_inputs
 
 __all__ = [
     "LoadedModel",
@@ -154,15 +155,7 @@ class LoadedModel:
 
     def inputs(self, images: Any) -> Tensor:
         """Preprocess one image or a list of images and put them on the model's device."""
-        if isinstance(images, Tensor):
-            if images.dim() != 4 or images.shape[1] != 3:
-                raise ValueError(
-                    "a tensor given as input must be a preprocessed batch (N, 3, H, W), got shape "
-                    f"{tuple(images.shape)}; pass raw images (names, paths, PIL, arrays) to "
-                    "preprocess them"
-                )
-            return images.to(self.device)
-        return self.preprocess(images).to(self.device)
+        return prepare_inputs(self.preprocess, images, self.device)
 
     def __call__(self, images: Any) -> Tensor:
         """Logits ``(N, classes)`` for images or a preprocessed batch."""
@@ -246,8 +239,6 @@ def load_model(
             f"unknown model {name!r}. Known models: {', '.join(available_models())}."
         )
     if spec.source == "vizwidgets":
-        from vizwidgets.models.efficientnet_lite import efficientnet_lite0
-
         module: nn.Module = efficientnet_lite0(pretrained=True)
         classes = imagenet_class_names()
     else:
@@ -264,7 +255,7 @@ def load_model(
 
 
 def _load_torchvision(name: str, *, download: bool) -> tuple[nn.Module, ClassNames]:
-    from torchvision import models
+    from torchvision import models  # torchvision takes about 2 s to import: only when asked for
 
     weights = models.get_model_weights(name).DEFAULT
     path = torch_cache_dir() / os.path.basename(weights.url)

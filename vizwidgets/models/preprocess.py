@@ -10,7 +10,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["Preprocess", "IMAGENET_MEAN", "IMAGENET_STD"]
+from vizwidgets.data import load_image
+
+__all__ = ["Preprocess", "IMAGENET_MEAN", "IMAGENET_STD", "prepare_inputs"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,8 +64,6 @@ class Preprocess:
         Each image may be anything :func:`vizwidgets.data.load_image` accepts: a bundled
         name, a path, bytes, a PIL image or an array.
         """
-        from vizwidgets.data import load_image
-
         batch = images if isinstance(images, (list, tuple)) else [images]
         if not batch:
             raise ValueError("no images given: pass an image or a non-empty list of images")
@@ -103,3 +103,21 @@ class Preprocess:
             f"divided by std {tuple(round(s, 4) for s in self.std)}"
         )
 
+
+
+def prepare_inputs(preprocess: Preprocess, images: Any, device: torch.device | str) -> Tensor:
+    """``images`` as a preprocessed ``(N, 3, H, W)`` batch on ``device``.
+
+    A tensor must already be a preprocessed batch (``ValueError`` otherwise) and is only moved;
+    anything else (one image or a list: names, paths, PIL images, arrays) goes through
+    ``preprocess``.
+    """
+    if isinstance(images, Tensor):
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(
+                "a tensor given as input must be a preprocessed batch (N, 3, H, W), got shape "
+                f"{tuple(images.shape)}; pass raw images (names, paths, PIL, arrays) to "
+                "preprocess them"
+            )
+        return images.to(device)
+    return preprocess(images).to(device)

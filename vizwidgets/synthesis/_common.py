@@ -31,9 +31,12 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from vizwidgets.attribution.base import INT_LIMIT, prepared
+from vizwidgets.data import load_image
 from vizwidgets.attribution.limits import model_profile
+from vizwidgets.models.adapter import adapt
 
 #: ``callback(step, numbers, image)``: after each step, the numbers shown on the progress bar and
 #: the current image ``(N, 3, H, W)`` in [0, 1] (detached); return False to stop.
@@ -123,35 +126,32 @@ class PixelModel:
 
 
 def pixel_model(model: Any, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> PixelModel:
-    """Wrap a :class:`~vizwidgets.models.LoadedModel` (or an ``nn.Module`` with its ``mean``
-    and ``std``) so that it takes pixels in [0, 1]."""
-    from vizwidgets.models import LoadedModel
+    """Wrap a model so that it takes pixels in [0, 1]: ``module((pixels - mean) / std)``.
 
+    ``model``: a :class:`PixelModel` (returned as it is), or anything
+    :func:`~vizwidgets.models.adapt` takes: a :class:`~vizwidgets.models.LoadedModel`, a
+    :class:`~vizwidgets.models.ModelAdapter`, or a bare ``nn.Module``, which needs its
+    ``mean`` and ``std`` (given here they replace the model's own). Images are made at the
+    preprocessing's size, 224 x 224 without one.
+    """
     if isinstance(model, PixelModel):
         return model
-    if isinstance(model, LoadedModel):
-        module, classes, size, name = model.model, model.classes, tuple(model.preprocess.size), model.name
-        mean = model.preprocess.mean if mean is None else mean
-        std = model.preprocess.std if std is None else std
-    elif isinstance(model, nn.Module):
-        if mean is None or std is None:
-            raise ValueError(
-                "a bare nn.Module needs the normalisation it was trained with: pass mean=(...) "
-                "and std=(...) in [0, 1] pixel units (ImageNet models: mean=(0.485, 0.456, 0.406), "
-                "std=(0.229, 0.224, 0.225)), or use a model from vizwidgets.load_model"
-            )
-        module, classes, size, name = model, None, (224, 224), type(model).__name__.lower()
-    else:
-        raise TypeError(f"model must be a LoadedModel or torch.nn.Module, got {type(model).__name__}")
-    parameter = next(module.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    if len(mean) != 3 or len(std) != 3:
-        raise ValueError(f"mean and std must have 3 values (R, G, B), got {len(mean)} and {len(std)}")
-    mean_t = torch.tensor([float(m) for m in mean], device=device).view(1, 3, 1, 1)
-    std_t = torch.tensor([float(s) for s in std], device=device).view(1, 3, 1, 1)
-    if not (std_t > 0).all():
-        raise ValueError(f"std must be positive, got {tuple(std)}")
-    return PixelModel(module, mean_t, std_t, classes, (int(size[0]), int(size[1])), name)
+    adapter = adapt(model, mean=mean, std=std)
+    if adapter.mean is None or adapter.std is None:
+        raise ValueError(
+            "a bare nn.Module needs the normalisation it was trained with: pass mean=(...) "
+            "and std=(...) in [0, 1] pixel units (ImageNet models: mean=(0.485, 0.456, 0.406), "
+            "std=(0.229, 0.224, 0.225)), or use a model from vizwidgets.load_model"
+        )
+    if len(adapter.mean) != 3:
+        raise ValueError(f"mean and std must have 3 values (R, G, B), got {len(adapter.mean)}")
+    device = adapter.device
+    mean_t = torch.tensor(adapter.mean, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(adapter.std, device=device).view(1, 3, 1, 1)
+    size = adapter.input_size or (224, 224)
+    return PixelModel(
+        adapter.module, mean_t, std_t, adapter.classes, (int(size[0]), int(size[1])), adapter.name.lower()
+    )
 
 
 def to_pixels(model: PixelModel, images: Any, what: str = "images") -> Tensor:
@@ -188,8 +188,6 @@ def to_pixels(model: PixelModel, images: Any, what: str = "images") -> Tensor:
                 "image itself (a name, path or PIL image)"
             )
         return x.detach().to(model.device, torch.float32)
-    from vizwidgets.data import load_image
-
     batch = images if isinstance(images, (list, tuple)) else [images]
     if not batch:
         raise ValueError(f"{what}: no images given")
@@ -314,8 +312,6 @@ def finite_or_stop(values: dict[str, float], image: Tensor, previous: Tensor, de
 
 @contextmanager
 def _quiet_progress(total: int, desc: str, enabled: bool) -> Iterator[Any]:
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=total, desc=desc, disable=not enabled, leave=False)
     try:
         yield bar

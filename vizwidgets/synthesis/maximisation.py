@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from vizwidgets._hooks import capture_outputs, get_module
 from vizwidgets._ops import gaussian_blur, total_variation
 from vizwidgets.attribution.base import prepared
+from vizwidgets.data import load_image, sample_images
 from vizwidgets.synthesis._common import (
     MAX_LR,
     MAX_SIDE,
@@ -59,6 +60,7 @@ from vizwidgets.synthesis._common import (
     pixel_model,
     run_loop,
 )
+from vizwidgets.synthesis.objectives import Channel, ClassLogit, Neuron, Objective, as_objective
 
 __all__ = [
     "Channel",
@@ -80,136 +82,6 @@ PARAMETRIZATIONS = ("fourier", "pixels")
 MAX_PENALTY: float = 1e6
 
 
-# ----------------------------------------------------------------------------- objectives
-
-
-class Objective:
-    """What to maximise: :class:`Channel`, :class:`Neuron` or :class:`ClassLogit`.
-
-    ``layer`` is the layer whose output the objective reads, or None for the logits.
-    """
-
-    @property
-    def layer_name(self) -> str | None:
-        return getattr(self, "layer", None)
-
-    def check(self, model: PixelModel, output_shape: Sequence[int] | None, classes: int) -> None:
-        """Raise ValueError if this objective does not fit the model."""
-
-    def value(self, logits: Tensor, activation: Tensor | None) -> Tensor:
-        """The objective per image, ``(N,)``."""
-        raise NotImplementedError
-
-    def describe(self, model: PixelModel) -> str:
-        raise NotImplementedError
-
-
-def _check_channel(layer: str, index: int, shape: Sequence[int] | None) -> None:
-    if shape is None or len(shape) != 3:
-        raise ValueError(
-            f"layer {layer!r} does not output a (C, h, w) feature map (got {shape}); "
-            "pick a convolutional layer (vizwidgets.list_layers(model))"
-        )
-    if not 0 <= index < shape[0]:
-        raise ValueError(f"channel {index} is out of range: layer {layer!r} has {shape[0]} channels (0 to {shape[0] - 1})")
-
-
-def _check_index(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    return value
-
-
-@dataclass(frozen=True)
-class Channel(Objective):
-    """The mean activation of channel ``index`` of ``layer`` over all positions."""
-
-    layer: str
-    index: int
-
-    def __post_init__(self) -> None:
-        _check_index(self.index, "channel index")
-
-    def check(self, model: PixelModel, output_shape: Sequence[int] | None, classes: int) -> None:
-        _check_channel(self.layer, self.index, output_shape)
-
-    def value(self, logits: Tensor, activation: Tensor | None) -> Tensor:
-        assert activation is not None
-        return activation[:, self.index].mean(dim=(1, 2))
-
-    def describe(self, model: PixelModel) -> str:
-        return f"channel {self.index} of {self.layer}"
-
-
-@dataclass(frozen=True)
-class Neuron(Objective):
-    """The activation of channel ``index`` of ``layer`` at one ``position = (row, column)``
-    of its feature map; None: the centre."""
-
-    layer: str
-    index: int
-    position: tuple[int, int] | None = None
-
-    def __post_init__(self) -> None:
-        _check_index(self.index, "channel index")
-
-    def _where(self, shape: Sequence[int]) -> tuple[int, int]:
-        h, w = shape[-2], shape[-1]
-        return self.position if self.position is not None else (h // 2, w // 2)
-
-    def check(self, model: PixelModel, output_shape: Sequence[int] | None, classes: int) -> None:
-        _check_channel(self.layer, self.index, output_shape)
-        assert output_shape is not None
-        row, column = self._where(output_shape)
-        h, w = output_shape[1], output_shape[2]
-        if not (0 <= row < h and 0 <= column < w):
-            raise ValueError(f"position {(row, column)} is outside the {h}x{w} feature map of layer {self.layer!r}")
-
-    def value(self, logits: Tensor, activation: Tensor | None) -> Tensor:
-        assert activation is not None
-        row, column = self._where(activation.shape)
-        return activation[:, self.index, row, column]
-
-    def describe(self, model: PixelModel) -> str:
-        where = "the centre" if self.position is None else f"position {self.position}"
-        return f"neuron {self.index} of {self.layer} at {where}"
-
-
-@dataclass(frozen=True)
-class ClassLogit(Objective):
-    """The logit (score before softmax) of a class, given by index or name."""
-
-    target: int | str
-
-    def _index(self, model: PixelModel) -> int:
-        return model.class_index(self.target)
-
-    def check(self, model: PixelModel, output_shape: Sequence[int] | None, classes: int) -> None:
-        index = self._index(model)
-        if index >= classes:
-            raise ValueError(f"class {index} is out of range: the model has {classes} classes (0 to {classes - 1})")
-        object.__setattr__(self, "_resolved", index)
-
-    def value(self, logits: Tensor, activation: Tensor | None) -> Tensor:
-        return logits[:, self._resolved]  # type: ignore[attr-defined]
-
-    def describe(self, model: PixelModel) -> str:
-        index = self._index(model)
-        name = model.classes[index] if model.classes is not None else str(index)
-        return f"class {index} ({name})"
-
-
-def _as_objective(objective: Any) -> Objective:
-    if isinstance(objective, Objective):
-        return objective
-    if isinstance(objective, (int, str)) and not isinstance(objective, bool):
-        return ClassLogit(objective)
-    raise TypeError(
-        "objective must be Channel(layer, c), Neuron(layer, c), ClassLogit(c), or a class index "
-        f"or name, got {type(objective).__name__}"
-    )
-
-
 # ----------------------------------------------------------------------------- parametrisations
 
 
@@ -218,8 +90,6 @@ def color_correlation() -> Tensor:
     """``C`` (3x3, float32): the square root of the RGB covariance of the bundled photos,
     scaled so that its largest column has norm 1. ``C @ z`` turns decorrelated unit-variance
     colours ``z`` into the correlated RGB of natural images (Olah et al. 2017)."""
-    from vizwidgets.data import load_image, sample_images
-
     pixels = [
         np.asarray(load_image(s.name), dtype=np.float64).reshape(-1, 3) / 255.0
         for s in sample_images()
@@ -393,7 +263,7 @@ def maximize(
     :class:`Visualization`.
     """
     pm = pixel_model(model)
-    goal = _as_objective(objective)
+    goal = as_objective(objective)
     steps = check_steps(steps)
     lr = check_positive(lr, "lr", maximum=MAX_LR)
     l2 = check_positive(l2, "l2", zero=True, maximum=MAX_PENALTY)

@@ -44,7 +44,7 @@ from vizwidgets.attribution.lrp.layers import (
     affine_layer,
     is_dense,
 )
-from vizwidgets.models.efficientnet_lite import SamePad2d
+from vizwidgets.nn import SamePad2d
 
 __all__ = [
     "Canonizer",
@@ -170,7 +170,8 @@ class PaddingMerging(Canonizer):
 
     Only changes what the rules see: padded positions become part of the convolution, where
     the z^B rule of the first layer treats them as fixed zeros rather than as pixels with
-    bounds. (EfficientNet-Lite0's stride-2 units pad with :class:`SamePad2d` first.)
+    bounds. Zero padding is ``nn.ZeroPad2d``, ``nn.ConstantPad2d`` with value 0, or the neutral
+    :class:`vizwidgets.nn.SamePad2d` (EfficientNet-Lite0's stride-2 units pad with it first).
     """
 
     def replacements(self, model: nn.Module) -> dict[str, nn.Module]:
@@ -206,6 +207,7 @@ class ResNetCanonizer(Canonizer):
 
     def replacements(self, model: nn.Module) -> dict[str, nn.Module]:
         try:
+            # torchvision takes about 2 s to import: only when a model is canonized
             from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
         except ImportError:  # pragma: no cover - torchvision is a dependency
             return {}

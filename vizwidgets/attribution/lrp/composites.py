@@ -155,7 +155,8 @@ def make_composite(
             f"composite {name!r} uses the z^B rule on the first layer, which needs the range of "
             "the input values: pass low= and high= (one number, or one per channel; for inputs "
             "(p - mean) / std with pixels p in [0, 1]: low = -mean / std, high = (1 - mean) / std), "
-            "or give a LoadedModel, whose preprocessing knows them, or use composite='lrp0'"
+            "or give a model whose normalisation is known (vizwidgets.load_model, or "
+            "vizwidgets.models.adapt(module, mean=..., std=...)), or use composite='lrp0'"
         )
     box = ZBox(low, high)
     eps = Epsilon(epsilon, relative=True)

@@ -14,7 +14,7 @@ and live only while a model is canonized:
   convolution after it (so that the z^B rule of the first layer knows which of its inputs
   are padding: they have no bounds);
 - :class:`ResidualBlock`: ``act(add(branch(x), shortcut(x)))`` with the addition as a module
-  (:class:`~vizwidgets.models.efficientnet_lite.ResidualAdd`), so the sum gets its own rule.
+  (:class:`vizwidgets.nn.Sum`), so the sum gets its own rule.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from vizwidgets.models.efficientnet_lite import ResidualAdd
+from vizwidgets.nn import Sum
 
 __all__ = [
     "AffineLayer",
@@ -195,7 +195,7 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.branch = branch
         self.shortcut = shortcut
-        self.add = ResidualAdd()
+        self.add = Sum()
         self.act = act if act is not None else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
