@@ -298,3 +298,13 @@ def test_only_the_models_package_tells_a_loaded_model_from_a_module() -> None:
 def test_importing_vizwidgets_nn_is_cheap_and_the_package_stays_light() -> None:
     code = "import sys, vizwidgets; assert 'torch' not in sys.modules; import vizwidgets.nn"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_method_packages_have_no_file_over_450_lines() -> None:
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for folder in ("attribution", "synthesis", "models")
+        for path in (ROOT / "vizwidgets" / folder).rglob("*.py")
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 450
+    }
+    assert long == {}
