@@ -179,3 +179,25 @@ def test_an_all_zero_map_keeps_its_note(lite) -> None:
     assert any("all zero" in note for note in cat.results["grad_cam"].notes)
     (fine,) = explain(small, ["chelsea"], "grad_cam")
     assert fine.results["grad_cam"].notes == ()
+
+
+def test_a_bare_module_with_its_normalisation(lite) -> None:
+    """A practitioner's own network: preprocessed tensors in, maps and pictures out."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, stride=2, padding=1),
+        torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4),
+    ).eval()
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    pixels = torch.rand(2, 3, 32, 32)
+    x = (pixels - 0.5) / 0.25
+    from vizwidgets.models import adapt
+
+    results = explain(adapt(net, mean=mean, std=std), x, ["gradient", "grad_cam"], top_k=10)
+    with torch.no_grad():
+        predicted = net(x).argmax(dim=1).tolist()
+    assert [r.target for r in results] == predicted
+    assert results[0].top[0].label == f"class {predicted[0]}" and len(results[0].top) == 4  # only 4 classes
+    torch.testing.assert_close(results[1].results["gradient"].map, attribute(net, x[1:], predicted[1], "gradient"))
+    np.testing.assert_allclose(results[0].pixels, pixels[0].permute(1, 2, 0).numpy(), atol=1e-6)
+    assert results[0].results["grad_cam"].layer is not None  # the adapter's guess

@@ -48,6 +48,7 @@ import torch
 from torch import Tensor
 
 from vizwidgets._hooks import forward_hooks
+from vizwidgets.models.adapter import ModelAdapter, adapt
 from vizwidgets.viz import Display, render
 
 __all__ = ["METRICS", "MethodResult", "Explanation", "explain", "method_requests"]
@@ -261,7 +262,8 @@ def explain(
     ----------
     model:
         A :class:`~vizwidgets.models.LoadedModel` (its preprocessing, classes and default layer
-        are used).
+        are used), or anything :func:`~vizwidgets.models.adapt` takes: a bare ``nn.Module``
+        (then ``images`` is a preprocessed tensor), say.
     images:
         A list of anything :func:`~vizwidgets.data.load_image` takes (names, paths, bytes, PIL
         images, arrays), one such image, or a preprocessed ``(N, 3, H, W)`` tensor.
@@ -288,9 +290,10 @@ def explain(
 
     requests = method_requests(methods, options)
     wanted_metrics = _metrics(metrics)
+    model = adapt(model)  # a LoadedModel, or a bare nn.Module with its mean and std
     classes = model.classes
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= len(classes):
-        raise ValueError(f"top_k must be a whole number from 1 to {len(classes)}, got {top_k!r}")
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise ValueError(f"top_k must be a whole number of at least 1, got {top_k!r}")
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a whole number of at least 1, got {chunk_size!r}")
     # the methods, built once: the layer is checked here, the options before any pass
@@ -319,7 +322,7 @@ def explain(
         per_method: dict[str, tuple[Tensor, float, dict[str, Tensor], list[tuple[str, bool]]]] = {}
         for name, method, checked, given in built:
             began = time.perf_counter()
-            with warnings.catch_warnings(record=True) as caught, _plain_logits(model.model, x, method) as seen:
+            with warnings.catch_warnings(record=True) as caught, _plain_logits(model.module, x, method) as seen:
                 warnings.simplefilter("always")
                 maps = method.attribute(x, chosen, **checked).detach()
             seconds = (time.perf_counter() - began) / len(chunk)
@@ -327,14 +330,14 @@ def explain(
                 logits = seen.get("logits")
                 if logits is None:  # the method never ran the plain model on x: predict apart
                     with torch.no_grad():
-                        logits = model.model(x)
+                        logits = model.module(x)
                 if chosen is None:  # the method chose the same class from the same logits
                     chosen = logits.argmax(dim=1)
             scores = _measure(model, x, maps, chosen, wanted_metrics, metric_steps)
             notes = [(str(w.message), "all zero" in str(w.message) or "not finite" in str(w.message)) for w in caught]
             per_method[name] = (maps, seconds, scores, notes)
         assert logits is not None and chosen is not None
-        values, indices = logits.softmax(dim=1).topk(top_k, dim=1)
+        values, indices = logits.softmax(dim=1).topk(min(top_k, logits.shape[1]), dim=1)
         for i in range(len(chunk)):
             results = {}
             for name, method, checked, given in built:
@@ -347,11 +350,12 @@ def explain(
                     metrics=MappingProxyType({k: float(v[i]) for k, v in scores.items()}),
                     notes=tuple(text for text, about_the_map in notes if empty or not about_the_map),
                 )
-            top = tuple(_prediction(int(j), classes[int(j)], float(p)) for p, j in zip(values[i].tolist(), indices[i].tolist()))
+            top = tuple(_prediction(int(j), _class_name(classes, int(j)), float(p))
+                        for p, j in zip(values[i].tolist(), indices[i].tolist()))
             index = int(chosen[i])  # type: ignore[index]
             explanations.append(Explanation(
-                label=names[start + i], pixels=model.preprocess.inverse(x[i]), inputs=x[i : i + 1].detach(),
-                top=top, target=index, target_class=classes[index], results=MappingProxyType(results),
+                label=names[start + i], pixels=_pixels(model, x[i]), inputs=x[i : i + 1].detach(),
+                top=top, target=index, target_class=_class_name(classes, index), results=MappingProxyType(results),
             ))
     return explanations
 
@@ -379,6 +383,27 @@ def _plain_logits(module: torch.nn.Module, x: Tensor, method: Any) -> Iterator[d
 
     with forward_hooks(module, {"": catch}):
         yield seen
+
+
+def _class_name(classes: Any, index: int) -> str:
+    return str(classes[index]) if classes is not None else f"class {index}"
+
+
+def _pixels(model: ModelAdapter, x: Tensor) -> np.ndarray:
+    """``(H, W, 3)`` in [0, 1] for display: the preprocessing undone when the model has one, the
+    normalisation undone when only mean and std are known, else the input stretched to [0, 1]."""
+    if model.preprocess is not None:
+        return model.preprocess.inverse(x)
+    image = x.detach().float().cpu()
+    if model.mean is not None and model.std is not None:
+        mean = torch.tensor(model.mean)[:, None, None]
+        std = torch.tensor(model.std)[:, None, None]
+        image = image * std + mean
+    else:
+        image = (image - image.min()) / (image.max() - image.min()).clamp(min=1e-12)
+    if image.shape[0] == 1:
+        image = image.expand(3, -1, -1)
+    return image[:3].clamp(0, 1).permute(1, 2, 0).numpy()
 
 
 def _prediction(index: int, label: str, probability: float) -> Any:
