@@ -243,7 +243,7 @@ def pointing_game(maps: Any, boxes: Sequence[Any], *, tolerance: float = 15.0) -
     inside the image's box, or within ``tolerance`` pixels of it (Euclidean distance to the
     nearest box pixel; the paper uses 15). ``boxes``: one :class:`~vizwidgets.data.Box`
     per map, or a list of boxes (a hit on any counts), in the map's pixel coordinates
-    (:meth:`~vizwidgets.data.Composite.boxes_at`).
+    (:meth:`~vizwidgets.data.Scene.boxes_at`).
     """
     m = reduce_channels(maps, "sum")[:, 0]
     n, h, w = m.shape
