@@ -27,9 +27,10 @@ from pathlib import Path
 import torch
 
 import vizwidgets as vw
-from _shared import median_time, paired_times, write_between_markers
 from vizwidgets.attribution import METHODS, attribute
 from vizwidgets.attribution.occlusion import window_starts
+
+from _shared import median_time, paired_times, write_between_markers
 
 
 def main() -> None:

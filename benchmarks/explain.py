@@ -20,10 +20,11 @@ import platform
 
 import torch
 
-from _shared import paired_times
 import vizwidgets as vw
 from vizwidgets.attribution import attribute
 from vizwidgets.explain import explain
+
+from _shared import paired_times
 
 
 def main() -> None:

@@ -30,9 +30,10 @@ from pathlib import Path
 import torch
 
 import vizwidgets as vw
-from _shared import write_between_markers
 from vizwidgets.attribution import METHODS, attribute
 from vizwidgets.metrics import deletion, energy_in_box, insertion, pointing_game
+
+from _shared import write_between_markers
 
 SCENES = (
     ("chelsea", "chicky_512", "orange", "apple"),

@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 
 import vizwidgets as vw
-from _shared import median_time, paired_times, write_between_markers
 from vizwidgets.attribution import attribute
 from vizwidgets.metrics import deletion
+
+from _shared import median_time, paired_times, write_between_markers
 
 
 def main() -> None:

@@ -27,8 +27,9 @@ from pathlib import Path
 import torch
 
 import vizwidgets as vw
-from _shared import median_time, write_between_markers
 from vizwidgets.synthesis import Channel, fool, invert_features, maximize, style_transfer
+
+from _shared import median_time, write_between_markers
 
 FIVE = ["chelsea", "coffee", "rocket", "orange", "baboon"]
 

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from _shared import write_between_markers
 from vizwidgets.widgets import Explorer
+
+from _shared import write_between_markers
 
 SINGLE_PASS = ["gradient", "gradient_x_input", "guided_backprop", "deconvnet", "cam", "grad_cam", "grad_cam_pp",
                "xgrad_cam", "layer_cam", "lrp"]

@@ -19,8 +19,15 @@ from torch import Tensor, nn
 
 from vizwidgets.attribution import LRP, GradCAM, IntegratedGradients, lrp
 from vizwidgets.attribution.gradient import input_gradient
-from vizwidgets.models import LoadedModel, ModelAdapter, PixelBounds, Preprocess, adapt, guess_default_layer
-from vizwidgets.models import efficientnet_lite
+from vizwidgets.models import (
+    LoadedModel,
+    ModelAdapter,
+    PixelBounds,
+    Preprocess,
+    adapt,
+    efficientnet_lite,
+    guess_default_layer,
+)
 from vizwidgets.nn import ResidualAdd, SamePad2d, Sum
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
 from _servers import free_port, running
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vizwidgets.cli import find_images, main as cli_main
+from vizwidgets.cli import find_images
+from vizwidgets.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "vizwidgets" / "data" / "images"

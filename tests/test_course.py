@@ -25,24 +25,24 @@ import pytest
 import torch
 
 from vizwidgets.checks import (
-    check_curve_area,
-    check_pointing_hit,
-    check_lrp_epsilon,
-    check_gram_matrix,
-    check_style_loss,
-    check_total_variation,
-    check_fgsm_step,
-    check_completeness_gap,
-    check_riemann_ig,
     check_cam,
+    check_completeness_gap,
+    check_curve_area,
+    check_fgsm_step,
     check_grad_cam,
+    check_gram_matrix,
     check_guided_relu_function,
-    check_rectifier_rules,
     check_input_gradient,
+    check_lrp_epsilon,
+    check_pointing_hit,
+    check_rectifier_rules,
+    check_riemann_ig,
     check_saliency_map,
     check_smoothgrad,
     check_softmax,
+    check_style_loss,
     check_top_k,
+    check_total_variation,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,6 @@ images, inputs scaled by 1e30, ``style_weight=1e300``).
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from torch import nn
 import vizwidgets.attribution as attribution_module
 from vizwidgets.attribution import METHODS, attribute
 from vizwidgets.attribution.base import AttributionWarning, Option
-from vizwidgets.attribution.limits import MEMORY_BUDGET_ENV, _PROFILES, model_profile, row_bytes, rows_per_pass
+from vizwidgets.attribution.limits import _PROFILES, MEMORY_BUDGET_ENV, model_profile, row_bytes, rows_per_pass
 from vizwidgets.synthesis import fooling_image, maximize, pixel_model, style_transfer, to_pixels
 from vizwidgets.synthesis import style as style_module
 

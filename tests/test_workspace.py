@@ -11,9 +11,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from _servers import free_port, running
 
 from vizwidgets import workspace
+
+from _servers import free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
 

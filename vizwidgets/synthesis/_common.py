@@ -34,8 +34,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from vizwidgets.attribution.base import INT_LIMIT, prepared
-from vizwidgets.data import load_image
 from vizwidgets.attribution.limits import model_profile
+from vizwidgets.data import load_image
 from vizwidgets.models.adapter import adapt
 
 #: ``callback(step, numbers, image)``: after each step, the numbers shown on the progress bar and

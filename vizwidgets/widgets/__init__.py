@@ -8,11 +8,11 @@ state and redraw: :mod:`~vizwidgets.widgets.explorer`, :mod:`~vizwidgets.widgets
 :mod:`~vizwidgets.widgets.loops`, with what they share in :mod:`~vizwidgets.widgets.controls`.
 """
 
-from vizwidgets.widgets.compute import explain_picture
-from vizwidgets.widgets.state import Display, ExplorerState, Request
 from vizwidgets.widgets.browser import ActivationBrowser
+from vizwidgets.widgets.compute import explain_picture
 from vizwidgets.widgets.explorer import Explorer
 from vizwidgets.widgets.loops import FoolingWidget, MaximisationWidget, StyleTransferWidget
+from vizwidgets.widgets.state import Display, ExplorerState, Request
 
 __all__ = [
     "ActivationBrowser",

@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 import html
 import time
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import ipywidgets as W
