@@ -26,6 +26,7 @@ from PIL import Image
 from torch import Tensor
 
 from vizwidgets.explain import Explanation, explain
+from vizwidgets.models.adapter import adapt
 from vizwidgets.viz import Display, render
 from vizwidgets.widgets.state import Request
 
@@ -88,6 +89,13 @@ class Session:
 
     def __init__(self, model: Any, cache_size: int = 64) -> None:
         self.model = model
+        self.adapter = adapt(model)  # what the model is: module, preprocessing, classes
+        if self.adapter.preprocess is None:
+            raise ValueError(
+                "the widgets load images, so the model needs a preprocessing: pass a LoadedModel "
+                "(vizwidgets.load_model(), or LoadedModel(...) around your own network)"
+            )
+        self.preprocess = self.adapter.preprocess
         self.sources: dict[str, Any] = {}
         self.images: dict[str, tuple[Image.Image, str, tuple[int, int] | None]] = {}
         self.inputs = LRUCache(cache_size)
@@ -118,17 +126,17 @@ class Session:
     def input(self, key: str) -> Tensor:
         digest = self.digest(key)
         image = self.images[key][0]
-        return self.inputs.get((self.model.name, digest), lambda: self.model.inputs(image))
+        return self.inputs.get((self.adapter.name, digest), lambda: self.adapter.inputs(image))
 
     def picture(self, key: str) -> np.ndarray:
-        return self.model.preprocess.inverse(self.input(key)[0])
+        return self.preprocess.inverse(self.input(key)[0])
 
     def predictions(self, key: str) -> Tensor:
         def make() -> Tensor:
             with torch.no_grad():
-                return self.model.model(self.input(key)).softmax(dim=1)[0]
+                return self.adapter.module(self.input(key)).softmax(dim=1)[0]
 
-        return self.probabilities.get((self.model.name, self.digest(key)), make)
+        return self.probabilities.get((self.adapter.name, self.digest(key)), make)
 
     def explanation(self, request: Request) -> Tensor:
         """The raw map for ``request`` (computed once, then from the cache)."""
@@ -141,11 +149,11 @@ class Session:
 
     def explained(self, request: Request) -> Explanation:
         """:func:`vizwidgets.explain.explain` of ``request`` (computed once, then from the cache)."""
-        key = (self.model.name, self.digest(request.image), request.method, request.layer,
+        key = (self.adapter.name, self.digest(request.image), request.method, request.layer,
                request.target, request.options)
 
         def make() -> Explanation:
-            (result,) = explain(self.model, self.input(request.image), [(request.method, dict(request.options))],
+            (result,) = explain(self.adapter, self.input(request.image), [(request.method, dict(request.options))],
                                 target=request.target, layer=request.layer, labels=[request.image])
             return result
 
