@@ -100,7 +100,7 @@ def main() -> None:
             what = f"{count + 1} forwards (chunks of {chunk})"
         else:
             work, what = forward_backward, "1 forward+backward"
-        seconds, ratio = paired_times(lambda: attribute(loaded, x, target, name), work, repeats)
+        seconds, ratio = paired_times(lambda name=name: attribute(loaded, x, target, name), work, repeats)
         rows.append((name, seconds, ratio, what))
         print(f"{name:<22} {seconds * 1000:9.1f} ms   {ratio:5.2f}x {what}")
 

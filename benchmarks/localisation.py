@@ -69,14 +69,21 @@ def main() -> None:
             energies.append(float(energy_in_box(result, [box])[0]))
             deletions.append(float(deletion(model, x, result, box.target).auc[0]))
             insertions.append(float(insertion(model, x, result, box.target).auc[0]))
-        row = (name, sum(hits) / len(hits), statistics.mean(energies), statistics.mean(deletions), statistics.mean(insertions))
+        row = (
+            name, sum(hits) / len(hits), statistics.mean(energies),
+            statistics.mean(deletions), statistics.mean(insertions),
+        )
         rows.append(row)
-        print(f"{name:<22} pointing {row[1]:.2f}  energy {row[2]:.2f}  deletion {row[3]:.3f}  insertion {row[4]:.3f}", flush=True)
+        print(
+            f"{name:<22} pointing {row[1]:.2f}  energy {row[2]:.2f}  deletion {row[3]:.3f}  insertion {row[4]:.3f}",
+            flush=True,
+        )
     table = [
         f"Made by `python benchmarks/localisation.py`: default model, {len(parts)} parts of "
         f"{len(SCENES)} 2x2 scenes of bundled images, each map for its part's class, default options.",
         "",
-        "| method | pointing game | energy in box | deletion area (lower is better) | insertion area (higher is better) |",
+        "| method | pointing game | energy in box "
+        "| deletion area (lower is better) | insertion area (higher is better) |",
         "| --- | ---: | ---: | ---: | ---: |",
         *(f"| `{n}` | {p:.2f} | {e:.2f} | {d:.3f} | {i:.3f} |" for n, p, e, d, i in rows),
     ]

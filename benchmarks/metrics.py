@@ -51,8 +51,8 @@ def main() -> None:
     rows = []
     for chunk in (1, 2, 4, 8, 16):
         seconds, ratio = paired_times(
-            lambda: deletion(model, x, cam, 285, steps=args.steps, chunk_size=chunk),
-            lambda: forwards(chunk),
+            lambda chunk=chunk: deletion(model, x, cam, 285, steps=args.steps, chunk_size=chunk),
+            lambda chunk=chunk: forwards(chunk),
             args.repeats,
         )
         rows.append((chunk, seconds, ratio, seconds / one))

@@ -58,11 +58,17 @@ def main() -> None:
         return float(result.steps.sum())
 
     cases = [
-        ("channel maximisation, 256 steps", lambda: maximize(model, Channel("blocks.10", 3), steps=256, progress=False), 256, 1),
-        ("class visualisation, 128 steps", lambda: maximize(model, "goldfinch", steps=128, progress=False), 128, 1),
-        ("style transfer, Adam, 200 steps", lambda: style_transfer(model, "chelsea", "starry_night", steps=200, progress=False), 200, 1),
-        ("style transfer, L-BFGS, 100 steps", lambda: style_transfer(model, "chelsea", "starry_night", steps=100, optimizer="lbfgs", progress=False), 100, 1),
-        ("feature inversion (blocks.3), 200 steps", lambda: invert_features(model, "chelsea", "blocks.3", steps=200, progress=False), 200, 1),
+        ("channel maximisation, 256 steps",
+         lambda: maximize(model, Channel("blocks.10", 3), steps=256, progress=False), 256, 1),
+        ("class visualisation, 128 steps",
+         lambda: maximize(model, "goldfinch", steps=128, progress=False), 128, 1),
+        ("style transfer, Adam, 200 steps",
+         lambda: style_transfer(model, "chelsea", "starry_night", steps=200, progress=False), 200, 1),
+        ("style transfer, L-BFGS, 100 steps",
+         lambda: style_transfer(model, "chelsea", "starry_night", steps=100, optimizer="lbfgs", progress=False),
+         100, 1),
+        ("feature inversion (blocks.3), 200 steps",
+         lambda: invert_features(model, "chelsea", "blocks.3", steps=200, progress=False), 200, 1),
         ("targeted attack, 5 images in one batch", lambda: attack_steps(FIVE), None, 5),
         ("targeted attack, 1 image (chelsea)", lambda: attack_steps(["chelsea"]), None, 1),
     ]
@@ -77,7 +83,9 @@ def main() -> None:
             per_step = seconds / steps
             note = f"{steps} steps"
         rows.append((label, seconds / images, per_step / fb, note))
-        print(f"{label:<42} {seconds:7.2f} s  {seconds / images:6.2f} s/image  {per_step / fb:5.2f}x per step  ({note})")
+        print(
+            f"{label:<42} {seconds:7.2f} s  {seconds / images:6.2f} s/image  {per_step / fb:5.2f}x per step  ({note})"
+        )
 
     table = [
         f"Measured by `python benchmarks/synthesis.py --threads {args.threads}` on {platform.machine()} "

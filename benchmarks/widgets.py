@@ -71,7 +71,10 @@ def main() -> None:
         ("switch to a single-pass method, from the cache", cached, ""),
     ]
     for label, times, target in rows:
-        print(f"{label:<58} median {statistics.median(times) * 1000:6.1f} ms  max {max(times) * 1000:6.1f} ms  (n={len(times)}) {target}")
+        print(
+            f"{label:<58} median {statistics.median(times) * 1000:6.1f} ms  max {max(times) * 1000:6.1f} ms  "
+            f"(n={len(times)}) {target}"
+        )
     table = [
         f"Measured by `python benchmarks/widgets.py --threads {args.threads}` on {platform.machine()} with "
         f"{args.threads} threads, torch {torch.__version__}: the Explorer, headless, default model, 224x224; time from "
@@ -79,7 +82,10 @@ def main() -> None:
         "",
         "| change | median | slowest | target |",
         "| --- | ---: | ---: | --- |",
-        *(f"| {label} | {statistics.median(t) * 1000:.0f} ms | {max(t) * 1000:.0f} ms | {target} |" for label, t, target in rows),
+        *(
+            f"| {label} | {statistics.median(t) * 1000:.0f} ms | {max(t) * 1000:.0f} ms | {target} |"
+            for label, t, target in rows
+        ),
     ]
     if args.write is not None:
         write_between_markers(args.write, "benchmark:widgets", "\n".join(table))

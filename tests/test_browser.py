@@ -63,7 +63,9 @@ def voila_url(tmp_path):
     )]
     nbformat.write(notebook, tmp_path / "explorer.ipynb")
     port = free_port()
-    command = [sys.executable, "-m", "voila", "explorer.ipynb", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1"]
+    command = [
+        sys.executable, "-m", "voila", "explorer.ipynb", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1"
+    ]
     url = f"http://127.0.0.1:{port}/"
     with running(command, url, tmp_path / "voila.log", cwd=tmp_path):
         yield url
@@ -84,8 +86,10 @@ def test_explorer_in_chromium_changes_the_heatmap_with_the_method(voila_url, tmp
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.goto(voila_url, timeout=120_000)
             image = page.wait_for_selector(IMAGE, timeout=120_000)
-            page.wait_for_function(f"() => {{ const i = document.querySelector('{IMAGE}'); return i && i.naturalWidth > 0; }}",
-                                   timeout=60_000)
+            page.wait_for_function(
+                f"() => {{ const i = document.querySelector('{IMAGE}'); return i && i.naturalWidth > 0; }}",
+                timeout=60_000,
+            )
             before = image.evaluate(CANVAS_DATA)
             page.screenshot(path=str(shots / "explorer-grad_cam.png"))
             # every toggle button shows its whole label ("absolute", not "absol...")
@@ -102,7 +106,8 @@ def test_explorer_in_chromium_changes_the_heatmap_with_the_method(voila_url, tmp
             methods = page.locator("select").nth(1)
             methods.select_option(label="gradient:\xa0Gradient\xa0(saliency)")
             page.wait_for_function(
-                f"before => {{ const i = document.querySelector('{IMAGE}'); if (!i || !i.complete || !i.naturalWidth) return false;"
+                f"before => {{ const i = document.querySelector('{IMAGE}');"
+                " if (!i || !i.complete || !i.naturalWidth) return false;"
                 f" const c = document.createElement('canvas'); c.width = i.naturalWidth; c.height = i.naturalHeight;"
                 f" c.getContext('2d').drawImage(i, 0, 0); return c.toDataURL() !== before; }}",
                 arg=before, timeout=60_000,
@@ -186,7 +191,8 @@ def test_jupyterlab_reopens_a_saved_notebook_with_its_widgets(course_server, tmp
             state: dict = {}
             while time.monotonic() < deadline and not state:
                 metadata = json.loads(saved.read_text()).get("metadata", {})
-                state = metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+                widgets = metadata.get("widgets", {})
+                state = widgets.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
                 time.sleep(0.5)
             assert any(m.get("state", {}).get("description") == "seven" for m in state.values()), state
             # "later": the kernel is gone, and the notebook is opened again

@@ -413,7 +413,9 @@ def test_graders_pass_an_unstarted_exercise_through() -> None:
     def unstarted(*args: object) -> None:
         raise NotImplementedError("Exercise: write it")
 
-    for grader in (check_softmax, check_top_k, check_input_gradient, check_saliency_map, check_smoothgrad, check_rectifier_rules):
+    for grader in (
+        check_softmax, check_top_k, check_input_gradient, check_saliency_map, check_smoothgrad, check_rectifier_rules
+    ):
         with pytest.raises(NotImplementedError, match="Exercise: write it"):
             grader(unstarted)
 
@@ -456,7 +458,8 @@ def test_feedback_hides_the_frames_of_every_grader_module(grader: Callable[..., 
     with pytest.raises(AssertionError) as info:
         grader(crashes)
     raw = "".join(traceback.format_exception(info.value)).replace(os.sep, "/")
-    assert "vizwidgets/checks/_harness.py" in raw and f"vizwidgets/checks/{grader.__module__.rsplit('.', 1)[1]}.py" in raw
+    module_file = f"vizwidgets/checks/{grader.__module__.rsplit('.', 1)[1]}.py"
+    assert "vizwidgets/checks/_harness.py" in raw and module_file in raw
     shown = "\n".join(info.value._render_traceback_())  # type: ignore[attr-defined]
     assert "args[0].no_such_method()" in shown and "AttributeError" in shown
     assert "vizwidgets" not in shown and "checks/" not in shown.replace(os.sep, "/"), shown

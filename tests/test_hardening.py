@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -189,15 +190,15 @@ def test_every_method_refuses_bad_input_with_our_message_and_leaves_the_model(gu
     failures: list[str] = []
     for entry, run in _entries(name).items():
         for case, bad in _bad_inputs(small).items():
-            problem = _problems(lambda: run(lite, bad, 285), "inputs")
+            problem = _problems(partial(run, lite, bad, 285), "inputs")
             if problem:
                 failures.append(f"{entry}, inputs {case}: {problem}")
         for case, target in BAD_TARGETS.items():
-            problem = _problems(lambda: run(lite, small, target), "target")
+            problem = _problems(partial(run, lite, small, target), "target")
             if problem:
                 failures.append(f"{entry}, target {case}: {problem}")
         for case, options in _bad_options(METHODS[name]).items():
-            problem = _problems(lambda: run(lite, small, 285, **options), next(iter(options)))
+            problem = _problems(partial(run, lite, small, 285, **options), next(iter(options)))
             if problem:
                 failures.append(f"{entry}, option {case}: {problem}")
     assert not failures, "\n".join(failures)
@@ -242,7 +243,9 @@ def test_natural_targets_and_the_smallest_size_are_accepted(lite, small) -> None
 def test_integer_and_float_options_are_checked_by_one_helper() -> None:
     count = Option("samples", 25, "int", "", 1, 500)
     assert count.check(np.int64(7), "m") == 7 and type(count.check(np.int64(7), "m")) is int
-    for bad, error in ((2.0, ValueError), (True, TypeError), (float("nan"), ValueError), (501, ValueError), ("3", TypeError)):
+    for bad, error in (
+        (2.0, ValueError), (True, TypeError), (float("nan"), ValueError), (501, ValueError), ("3", TypeError)
+    ):
         with pytest.raises(error, match="option 'samples'"):
             count.check(bad, "m")
     seed = Option("seed", 0, "int", "", 0, None, nullable=True)
@@ -328,7 +331,9 @@ class _BatchSizes:
         ("occlusion", {"window": 16, "stride": 8, "chunk_size": 4096}, 1, False),
     ],
 )
-def test_a_small_budget_caps_the_chunks_and_changes_no_result(lite, small, monkeypatch, method, options, rows_per_item, backward) -> None:
+def test_a_small_budget_caps_the_chunks_and_changes_no_result(
+    lite, small, monkeypatch, method, options, rows_per_item, backward
+) -> None:
     unlimited = attribute(lite, small, [285, 154], method, **options)
     cost = row_bytes(lite.model, 32, 32, backward=backward)
     assert cost is not None

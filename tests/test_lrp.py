@@ -410,7 +410,9 @@ def test_the_model_is_restored_when_the_attribution_raises_midway(monkeypatch) -
 
 def test_padding_merging_and_canonizers_compose() -> None:
     torch.manual_seed(10)
-    model = nn.Sequential(SamePad2d(3, 2), nn.Conv2d(3, 4, 3, stride=2, bias=False), nn.BatchNorm2d(4), nn.ReLU6()).eval()
+    model = nn.Sequential(
+        SamePad2d(3, 2), nn.Conv2d(3, 4, 3, stride=2, bias=False), nn.BatchNorm2d(4), nn.ReLU6()
+    ).eval()
     _randomise_batchnorm(model, 1)
     x = torch.randn(2, 3, 7, 7)
     with torch.no_grad():

@@ -222,7 +222,9 @@ def test_overlay_keeps_cold_pixels_and_colours_hot_ones() -> None:
 
 
 def test_compare_runs_every_method_on_every_image(lite, tmp_path) -> None:
-    result = compare(lite, ["chelsea", "coffee"], ["gradient", "grad_cam"], metrics=("deletion", "average_drop"), metric_steps=10)
+    result = compare(
+        lite, ["chelsea", "coffee"], ["gradient", "grad_cam"], metrics=("deletion", "average_drop"), metric_steps=10
+    )
     assert [(r["image"], r["method"]) for r in result.rows] == [
         ("chelsea", "gradient"), ("coffee", "gradient"), ("chelsea", "grad_cam"), ("coffee", "grad_cam")
     ]

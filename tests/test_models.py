@@ -288,14 +288,14 @@ def test_list_layers_of_the_default_model(lite: LoadedModel) -> None:
     assert shapes["head"] == (1280, 7, 7)
     assert lite.default_layer == "head"
     # other sizes: "same" padding gives ceil(L / 32) at the head
-    assert {l.name: l.shape for l in list_layers(lite, (100, 230))}["head"] == (1280, 4, 8)
+    assert {layer.name: layer.shape for layer in list_layers(lite, (100, 230))}["head"] == (1280, 4, 8)
     assert len(list_layers(lite, all=True)) > len(layers)
 
 
 def test_list_layers_of_a_torchvision_resnet() -> None:
     import torchvision
 
-    layers = {l.name: l for l in list_layers(torchvision.models.resnet18(weights=None))}
+    layers = {layer.name: layer for layer in list_layers(torchvision.models.resnet18(weights=None))}
     assert layers["layer4"].shape == (512, 7, 7)
     assert layers["layer1.0"].type == "BasicBlock"
     assert "bn1" not in layers and "avgpool" not in layers  # normalisation, 1x1 map

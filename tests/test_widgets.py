@@ -56,7 +56,10 @@ def test_every_control_changes_the_picture_to_what_the_plain_function_gives(expl
     assert explorer.layer.layout.display == "none"  # no layer for the gradient
     assert explorer.method.layout.display is None and explorer.image_select.layout.display is None
     check(lambda: setattr(explorer.method, "value", "grad_cam"), explain_picture(lite, "chelsea", "grad_cam"))
-    check(lambda: setattr(explorer.layer, "value", "blocks.10"), explain_picture(lite, "chelsea", "grad_cam", layer="blocks.10"))
+    check(
+        lambda: setattr(explorer.layer, "value", "blocks.10"),
+        explain_picture(lite, "chelsea", "grad_cam", layer="blocks.10"),
+    )
     second = explorer.target.options[2][1]  # the second most probable class
     check(lambda: setattr(explorer.target, "value", second),
           explain_picture(lite, "chelsea", "grad_cam", layer="blocks.10", target=second))
@@ -88,7 +91,9 @@ def test_every_control_changes_the_picture_to_what_the_plain_function_gives(expl
     explorer.image_select.value = "chelsea"
     explorer.target.value = -1  # the predicted class
     explorer.layer.value = "head"
-    for control, value in [(explorer.opacity, 0.5), (explorer.cmap, "jet"), (explorer.scaling, "percentile"), (explorer.sign, "absolute")]:
+    for control, value in [
+        (explorer.opacity, 0.5), (explorer.cmap, "jet"), (explorer.scaling, "percentile"), (explorer.sign, "absolute")
+    ]:
         control.value = value
 
 
@@ -116,13 +121,16 @@ def test_a_corrupt_upload_shows_a_message_and_keeps_the_picture(explorer) -> Non
     good = io.BytesIO()
     Image.open(__import__("vizwidgets").data.sample_image_path("rocket")).save(good, format="PNG")
     explorer.upload.value = ({"name": "rocket.png", "type": "image/png", "size": len(good.getvalue()),
-                              "content": memoryview(good.getvalue()), "last_modified": __import__("datetime").datetime.now()},)
+                              "content": memoryview(good.getvalue()),
+                              "last_modified": __import__("datetime").datetime.now()},)
     assert explorer.image_select.value == "rocket.png" and explorer.error.value == ""
     explorer.image_select.value = "chelsea"
 
 
 def test_every_slider_survives_its_whole_range(lite) -> None:
-    small = dataclasses.replace(lite, preprocess=Preprocess(size=(112, 112), mean=lite.preprocess.mean, std=lite.preprocess.std))
+    small = dataclasses.replace(
+        lite, preprocess=Preprocess(size=(112, 112), mean=lite.preprocess.mean, std=lite.preprocess.std)
+    )
     ex = Explorer(small, ["chelsea"])
     for name in METHODS:
         if name == "score_cam":  # 1280 forward passes: no slider of its own beyond upsample
@@ -130,7 +138,10 @@ def test_every_slider_survives_its_whole_range(lite) -> None:
         ex.method.value = name
         assert ex.error.value == "", (name, ex.error.value)
         for option, control in ex.option_controls.items():
-            values = [control.min, control.max] if hasattr(control, "min") else list(getattr(control, "options", [False, True]))
+            if hasattr(control, "min"):
+                values = [control.min, control.max]
+            else:
+                values = list(getattr(control, "options", [False, True]))
             for value in values:
                 value = value[1] if isinstance(value, tuple) else value
                 control.value = value
@@ -282,7 +293,9 @@ def test_a_warning_about_the_map_is_shown_in_the_explorer(lite) -> None:
     """At 112 x 112, Grad-CAM at the stem has no positive evidence: the map is all zero. The
     learner sees why in the widget (a warning in a callback would go to a hidden log), also
     when the map comes back from the cache."""
-    small = dataclasses.replace(lite, preprocess=Preprocess(size=(112, 112), mean=lite.preprocess.mean, std=lite.preprocess.std))
+    small = dataclasses.replace(
+        lite, preprocess=Preprocess(size=(112, 112), mean=lite.preprocess.mean, std=lite.preprocess.std)
+    )
     ex = Explorer(small, ["chelsea"])
     assert ex.note.value == ""
     misses = ex.session.maps.misses

@@ -132,7 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "paths", nargs="+", metavar="PATHS", help="image files, folders or glob patterns ('photos/**/*.jpg')"
     )
-    explain.add_argument("--method", default="grad_cam", help="attribution method (default grad_cam; --list shows them)")
+    explain.add_argument(
+        "--method", default="grad_cam", help="attribution method (default grad_cam; --list shows them)"
+    )
     explain.add_argument("--list", action=_ListMethods, help="list the attribution methods and exit")
     explain.add_argument(
         "--out", required=True, type=Path, metavar="DIR",
@@ -318,7 +320,9 @@ def explain(args: argparse.Namespace) -> int:
             done += 1
         except (OSError, ValueError, TypeError) as error:
             failed += 1
-            row = {"file": str(path), "method": args.method, "status": "error", "error": f"{type(error).__name__}: {error}"}
+            row = {
+                "file": str(path), "method": args.method, "status": "error", "error": f"{type(error).__name__}: {error}"
+            }
             # our loader's messages name the file and the fix; others get the file named here
             message = str(error) if str(path) in str(error) else f"{path}: {error}"
             tqdm.write(f"error: {message}", file=sys.stderr)

@@ -75,7 +75,9 @@ class Comparison:
             writer.writerows(self.rows)
         return path
 
-    def figure(self, *, sign: str = "absolute", scaling: str = "percentile", alpha: float = 0.6, cmap: str = "jet") -> Any:
+    def figure(
+        self, *, sign: str = "absolute", scaling: str = "percentile", alpha: float = 0.6, cmap: str = "jet"
+    ) -> Any:
         """Rows: the images, then one row per method; columns: the images. Every map is
         normalised the same way (``sign``, ``scaling``: see :func:`vizwidgets.viz.normalize`)
         and drawn over its image."""

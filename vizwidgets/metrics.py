@@ -170,7 +170,9 @@ def deletion(
     image's predicted class. All ``N (steps + 1)`` perturbed images run ``chunk_size`` per
     forward pass, without gradients. Lower area = more faithful.
     """
-    return _curve("deletion", model, inputs, maps, target, steps=steps, fill=fill, score=score, chunk_size=chunk_size, seed=seed)
+    return _curve(
+        "deletion", model, inputs, maps, target, steps=steps, fill=fill, score=score, chunk_size=chunk_size, seed=seed
+    )
 
 
 def insertion(
@@ -180,7 +182,9 @@ def insertion(
     """The insertion curve (Petsiuk et al. 2018): start from ``start`` (default a blurred
     copy, as in the paper) and put back the original pixels, most important first. Higher
     area = more faithful. Options as :func:`deletion`."""
-    return _curve("insertion", model, inputs, maps, target, steps=steps, fill=start, score=score, chunk_size=chunk_size, seed=seed)
+    return _curve(
+        "insertion", model, inputs, maps, target, steps=steps, fill=start, score=score, chunk_size=chunk_size, seed=seed
+    )
 
 
 @dataclass
@@ -195,7 +199,9 @@ class ConfidenceDrop:
     increase_in_confidence: float  # percent
 
 
-def confidence_drop(model: Any, inputs: Tensor, maps: Any, target: Any = None, *, fill: str | Tensor = "black") -> ConfidenceDrop:
+def confidence_drop(
+    model: Any, inputs: Tensor, maps: Any, target: Any = None, *, fill: str | Tensor = "black"
+) -> ConfidenceDrop:
     """Average drop and increase in confidence (Chattopadhyay et al. 2018).
 
     The map is scaled to [0, 1] (positive part over its maximum) and the image multiplied by
@@ -219,7 +225,9 @@ def confidence_drop(model: Any, inputs: Tensor, maps: Any, target: Any = None, *
     original, masked = p[:n], p[n:]
     drop = (original - masked).clamp(min=0) / original
     increased = masked > original
-    return ConfidenceDrop(original, masked, drop, increased, 100 * float(drop.mean()), 100 * float(increased.float().mean()))
+    return ConfidenceDrop(
+        original, masked, drop, increased, 100 * float(drop.mean()), 100 * float(increased.float().mean())
+    )
 
 
 def _box_lists(boxes: Sequence[Any], n: int) -> list[list[Any]]:
@@ -229,9 +237,11 @@ def _box_lists(boxes: Sequence[Any], n: int) -> list[list[Any]]:
     for entry in boxes:
         group = list(entry) if isinstance(entry, (list, tuple)) and entry and not isinstance(entry[0], int) else [entry]
         for box in group:
-            for attribute in ("left", "top", "right", "bottom"):
-                if not hasattr(box, attribute):
-                    raise TypeError(f"a box must be a vizwidgets.data.Box (left, top, right, bottom), got {type(box).__name__}")
+            for side in ("left", "top", "right", "bottom"):
+                if not hasattr(box, side):
+                    raise TypeError(
+                        f"a box must be a vizwidgets.data.Box (left, top, right, bottom), got {type(box).__name__}"
+                    )
         out.append(group)
     return out
 
@@ -284,8 +294,9 @@ def localisation(
 ) -> list[dict[str, Any]]:
     """The pointing game and box energy of ``method`` on a scene, one row per part.
 
-    ``scene``: a :func:`~vizwidgets.data.make_scene` scene. It is preprocessed like any image (resized to the model's input, no crop), the
-    boxes are scaled with it, and each part's map is computed for that part's class
+    ``scene``: a :func:`~vizwidgets.data.make_scene` scene. It is preprocessed like any image
+    (resized to the model's input, no crop), the boxes are scaled with it, and each part's map
+    is computed for that part's class
     (``box.target``; parts without one are skipped). Rows: ``label``, ``target``, ``hit``,
     ``energy``.
     """

@@ -149,11 +149,16 @@ def overlay(image: Any, heatmap: Any, *, alpha: float = 0.5, cmap: str = "jet", 
     picture = image.detach().cpu().numpy() if isinstance(image, Tensor) else np.asarray(image, dtype=np.float32)
     if picture.ndim != 3 or picture.shape[-1] != 3:
         raise ValueError(f"image must be (H, W, 3) in [0, 1], got shape {picture.shape}")
-    heat = heatmap.detach().float().cpu() if isinstance(heatmap, Tensor) else torch.as_tensor(np.asarray(heatmap, dtype=np.float32))
+    if isinstance(heatmap, Tensor):
+        heat = heatmap.detach().float().cpu()
+    else:
+        heat = torch.as_tensor(np.asarray(heatmap, dtype=np.float32))
     if heat.dim() != 2:
         raise ValueError(f"heatmap must be (H, W), got shape {tuple(heat.shape)}")
     if tuple(heat.shape) != picture.shape[:2]:
-        heat = torch.nn.functional.interpolate(heat[None, None], size=picture.shape[:2], mode="bilinear", align_corners=False)[0, 0]
+        heat = torch.nn.functional.interpolate(
+            heat[None, None], size=picture.shape[:2], mode="bilinear", align_corners=False
+        )[0, 0]
     colour = colorize(heat, cmap, signed=signed)
     weight = alpha * np.abs(heat.numpy())[..., None]
     return np.clip((1 - weight) * picture + weight * colour, 0.0, 1.0).astype(np.float32)

@@ -141,7 +141,9 @@ class Occlusion(Attribution):
             "pixel value of the square, 0 (black) to 1 (white); None: the mean colour",
             0.0, 1.0, nullable=True,
         ),
-        Option("chunk_size", 4, "int", "occluded images per forward pass, at most (capped by the memory budget)", 1, 4096),
+        Option(
+            "chunk_size", 4, "int", "occluded images per forward pass, at most (capped by the memory budget)", 1, 4096
+        ),
     )
 
     def __init__(self, model: Any, layer: str | None = None) -> None:

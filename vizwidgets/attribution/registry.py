@@ -95,7 +95,10 @@ def attribute(
 
 def methods_table() -> str:
     """A Markdown table of every method, grouped by family, built from :data:`METHODS`."""
-    lines = ["| method | name | family | layer | output | options | paper |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| method | name | family | layer | output | options | paper |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for family in FAMILIES:
         for method in (m for m in METHODS.values() if m.family == family):
             options = ", ".join(f"`{o.name}={o.default!r}`" for o in method.options) or "none"

@@ -112,14 +112,20 @@ def _check_against_model(inputs: Tensor, model: nn.Module) -> None:
     channels = int(inputs.shape[1])
     if profile.in_channels is not None and channels != profile.in_channels:
         if profile.in_channels == 3 and channels == 1:
-            hint = "a grey image: repeat it with inputs.expand(-1, 3, -1, -1), or load it with model.preprocess(...), which converts to RGB"
+            hint = (
+                "a grey image: repeat it with inputs.expand(-1, 3, -1, -1), "
+                "or load it with model.preprocess(...), which converts to RGB"
+            )
         elif profile.in_channels == 3 and channels == 4:
-            hint = "drop the alpha channel with inputs[:, :3], or load the image with model.preprocess(...), which converts to RGB"
+            hint = (
+                "drop the alpha channel with inputs[:, :3], "
+                "or load the image with model.preprocess(...), which converts to RGB"
+            )
         else:
             hint = f"give (N, {profile.in_channels}, H, W)"
         raise ValueError(
-            f"inputs have {channels} channel{'s' if channels != 1 else ''} (shape {tuple(inputs.shape)}) but the model's first "
-            f"convolution takes {profile.in_channels}; {hint}"
+            f"inputs have {channels} channel{'s' if channels != 1 else ''} (shape {tuple(inputs.shape)}) "
+            f"but the model's first convolution takes {profile.in_channels}; {hint}"
         )
     height, width = int(inputs.shape[2]), int(inputs.shape[3])
     if min(height, width) < profile.stride:
@@ -262,5 +268,8 @@ def select_scores(logits: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor
         target = logits.detach().argmax(dim=1)
     target = target.to(logits.device)
     if int(target.max()) >= logits.shape[1]:
-        raise ValueError(f"target class {int(target.max())} is out of range: the model has {logits.shape[1]} classes (0 to {logits.shape[1] - 1})")
+        raise ValueError(
+            f"target class {int(target.max())} is out of range: "
+            f"the model has {logits.shape[1]} classes (0 to {logits.shape[1] - 1})"
+        )
     return logits.gather(1, target[:, None])[:, 0], target

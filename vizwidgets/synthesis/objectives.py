@@ -54,7 +54,9 @@ def _check_channel(layer: str, index: int, shape: Sequence[int] | None) -> None:
             "pick a convolutional layer (vizwidgets.list_layers(model))"
         )
     if not 0 <= index < shape[0]:
-        raise ValueError(f"channel {index} is out of range: layer {layer!r} has {shape[0]} channels (0 to {shape[0] - 1})")
+        raise ValueError(
+            f"channel {index} is out of range: layer {layer!r} has {shape[0]} channels (0 to {shape[0] - 1})"
+        )
 
 
 def _check_index(value: Any, name: str) -> int:

@@ -72,8 +72,9 @@ class ActivationBrowser:
             order = maps.mean(dim=(1, 2)).argsort(descending=True)[: self.top]
             grid = feature_grid(maps[order], padding=1)
             self.grid.value = png((np.repeat(grid[..., None], 3, axis=2) * 255).astype(np.uint8))
-            self.caption.value = (f"<small>{self.layer.value}: {maps.shape[0]} channels of {maps.shape[1]}x{maps.shape[2]}; "
-                                  f"channel {c} mean {float(maps[c].mean()):.3f}; top: {order[:8].tolist()}</small>")
+            self.caption.value = (f"<small>{self.layer.value}: {maps.shape[0]} channels of "
+                                  f"{maps.shape[1]}x{maps.shape[2]}; channel {c} mean {float(maps[c].mean()):.3f}; "
+                                  f"top: {order[:8].tolist()}</small>")
             self.error.value = ""
         except Exception as error:
             self.error.value = message(error)
@@ -82,7 +83,8 @@ class ActivationBrowser:
         from vizwidgets.synthesis import Channel, maximize
 
         try:
-            result = maximize(self.model, Channel(self.layer.value, self.channel.value), steps=self.steps.value, progress=False)
+            objective = Channel(self.layer.value, self.channel.value)
+            result = maximize(self.model, objective, steps=self.steps.value, progress=False)
             self.synthesised.value = png((result.to_numpy() * 255).round().astype(np.uint8))
         except Exception as error:
             self.error.value = message(error)

@@ -29,7 +29,10 @@ _HIDDEN_OPTIONS = ("chunk_size",)
 
 def message(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
-    return f'<div style="color:#b00020;white-space:pre-wrap">{html.escape(type(error).__name__)}: {html.escape(text)}</div>'
+    return (
+        f'<div style="color:#b00020;white-space:pre-wrap">'
+        f"{html.escape(type(error).__name__)}: {html.escape(text)}</div>"
+    )
 
 
 def option_control(option: Any) -> W.Widget | None:
@@ -54,8 +57,9 @@ def option_control(option: Any) -> W.Widget | None:
     if option.kind == "int":
         return W.IntSlider(value=option.default, min=int(low), max=int(high), description=label,
                            continuous_update=False, style=style, tooltip=option.help)
-    return W.FloatSlider(value=float(option.default), min=float(low), max=float(high), step=(float(high) - float(low)) / 100,
-                         description=label, continuous_update=False, style=style, tooltip=option.help, readout_format=".3g")
+    return W.FloatSlider(value=float(option.default), min=float(low), max=float(high),
+                         step=(float(high) - float(low)) / 100, description=label, continuous_update=False,
+                         style=style, tooltip=option.help, readout_format=".3g")
 
 
 # The image the course talks about first (the cat of notebooks 01 to 05): the widgets open on it.
@@ -78,7 +82,8 @@ def bars(entries: Sequence[tuple[int, str, float]], chosen: int | None) -> str:
         weight = "bold" if index == chosen else "normal"
         rows.append(
             f'<div style="display:flex;align-items:center;gap:6px;font-size:12px;font-weight:{weight}">'
-            f'<div style="width:150px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap">{html.escape(name)}</div>'
+            '<div style="width:150px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap">'
+            f"{html.escape(name)}</div>"
             f'<div style="background:#4c72b0;height:10px;width:{max(1, round(120 * p))}px"></div>'
             f"<div>{p:.1%}</div></div>"
         )

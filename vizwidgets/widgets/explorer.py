@@ -69,7 +69,8 @@ class Explorer:
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload")
         self.path = W.Text(placeholder="or a path to an image, then Enter", continuous_update=False, layout=wide())
         self.method = W.Dropdown(options=method_options, value=method, description="method", layout=wide())
-        self.layer = W.Dropdown(options=self.layers, value=self.state.request.layer or self.layers[-1], description="layer", layout=wide())
+        self.layer = W.Dropdown(options=self.layers, value=self.state.request.layer or self.layers[-1],
+                                description="layer", layout=wide())
         self.target = W.Dropdown(description="class", layout=wide())
         self.search = W.Combobox(placeholder="search all classes, then Enter", options=list(self.model.classes),
                                  ensure_option=False, continuous_update=False, layout=wide())
@@ -78,9 +79,11 @@ class Explorer:
         self._quiet = False
         self.opacity = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity", style=style)
         self.cmap = W.Dropdown(options=COLORMAPS, value="jet", description="colours", style=style)
-        self.scaling = W.Dropdown(options=["percentile", "max", "minmax"], value="percentile", description="scaling", style=style)
-        self.sign = W.ToggleButtons(options=["absolute", "positive", "negative", "all"], value="absolute", style={"button_width": "auto"},
-                                   tooltips=["|map|", "map > 0 only", "map < 0 only", "both signs, diverging colours"])
+        self.scaling = W.Dropdown(options=["percentile", "max", "minmax"], value="percentile", description="scaling",
+                                  style=style)
+        self.sign = W.ToggleButtons(options=["absolute", "positive", "negative", "all"], value="absolute",
+                                    style={"button_width": "auto"},
+                                    tooltips=["|map|", "map > 0 only", "map < 0 only", "both signs, diverging colours"])
         self.compare = W.SelectMultiple(options=method_options, value=(), description="compare", rows=6, layout=wide())
         self.image = W.Image(format="png", layout=W.Layout(width="336px", height="336px"))
         self.compare_box = W.HBox()
@@ -166,7 +169,8 @@ class Explorer:
             self.state.seconds = time.perf_counter() - started
             self.state.error = ""
             self.error.value = ""
-            self.status.value = f"<small>{self._methods[request.method].title}: {self.state.seconds * 1000:.0f} ms</small>"
+            title = self._methods[request.method].title
+            self.status.value = f"<small>{title}: {self.state.seconds * 1000:.0f} ms</small>"
             self.note.value = "".join(
                 f'<div style="color:#8a5300;white-space:pre-wrap;max-width:480px">Note: {html.escape(text)}</div>'
                 for text in self.session.notes(request)

@@ -114,14 +114,16 @@ class MaximisationWidget(_LoopWidget):
         model = model if model is not None else vw.load_model()
         layers = [info.name for info in vw.list_layers(model)]
         self.kind = W.ToggleButtons(options=["class", "channel", "neuron"], value="class")
-        self.target = W.Combobox(value="goldfinch", options=list(model.classes), ensure_option=True, description="class")
+        self.target = W.Combobox(value="goldfinch", options=list(model.classes), ensure_option=True,
+                                 description="class")
         self.layer = W.Dropdown(options=layers, value=model.default_layer, description="layer")
         self.channel = W.BoundedIntText(value=0, min=0, max=4095, description="channel")
         steps = W.IntSlider(value=128, min=8, max=1024, step=8, description="steps", continuous_update=False)
         self.lr = W.FloatLogSlider(value=0.05, base=10, min=-3, max=0, description="lr", continuous_update=False)
         self.parametrization = W.Dropdown(options=["fourier", "pixels"], value="fourier", description="image as")
         self.seed = W.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed")
-        super().__init__(model, [self.kind, self.target, self.layer, self.channel, steps, self.lr, self.parametrization, self.seed], steps)
+        controls = [self.kind, self.target, self.layer, self.channel, steps, self.lr, self.parametrization, self.seed]
+        super().__init__(model, controls, steps)
 
     def _run(self, callback: Callable[..., Any]) -> Any:
         from vizwidgets.synthesis import Channel, ClassLogit, Neuron, maximize
@@ -133,7 +135,8 @@ class MaximisationWidget(_LoopWidget):
         else:
             objective = Neuron(self.layer.value, self.channel.value)
         return maximize(self.model, objective, steps=self.steps.value, lr=self.lr.value,
-                        parametrization=self.parametrization.value, seed=self.seed.value, progress=False, callback=callback)
+                        parametrization=self.parametrization.value, seed=self.seed.value, progress=False,
+                        callback=callback)
 
 
 class FoolingWidget(_LoopWidget):
@@ -147,8 +150,10 @@ class FoolingWidget(_LoopWidget):
         model = model if model is not None else vw.load_model()
         names = [s.name for s in vw.sample_images()]
         self.source = W.Dropdown(options=names, value="chelsea", description="image")
-        self.target = W.Combobox(value="goldfinch", options=list(model.classes), ensure_option=True, description="turn into")
-        self.confidence = W.FloatSlider(value=0.9, min=0.5, max=0.99, step=0.01, description="confidence", continuous_update=False)
+        self.target = W.Combobox(value="goldfinch", options=list(model.classes), ensure_option=True,
+                                 description="turn into")
+        self.confidence = W.FloatSlider(value=0.9, min=0.5, max=0.99, step=0.01, description="confidence",
+                                        continuous_update=False)
         self.epsilon = W.IntSlider(value=8, min=1, max=32, description="budget /255", continuous_update=False)
         steps = W.IntSlider(value=100, min=1, max=500, description="max steps", continuous_update=False)
         super().__init__(model, [self.source, self.target, self.confidence, self.epsilon, steps], steps)
@@ -172,7 +177,8 @@ class StyleTransferWidget(_LoopWidget):
         names = [s.name for s in vw.sample_images()]
         self.content = W.Dropdown(options=names, value="chelsea", description="content")
         self.style = W.Dropdown(options=names, value="starry_night", description="style")
-        self.style_weight = W.FloatLogSlider(value=1e3, base=10, min=0, max=6, description="style weight", continuous_update=False)
+        self.style_weight = W.FloatLogSlider(value=1e3, base=10, min=0, max=6, description="style weight",
+                                             continuous_update=False)
         self.optimizer = W.Dropdown(options=["adam", "lbfgs"], value="adam", description="optimiser")
         steps = W.IntSlider(value=200, min=10, max=1000, step=10, description="steps", continuous_update=False)
         super().__init__(model, [self.content, self.style, self.style_weight, self.optimizer, steps], steps)

@@ -293,7 +293,9 @@ _INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 def _as_bound(value: Bound, name: str) -> tuple[float, ...]:
     if isinstance(value, Tensor):
         if value.device.type == "meta" or not (value.is_floating_point() or value.dtype in _INT_DTYPES):
-            raise ValueError(f"{name} must be a tensor of real numbers with values, got {value.dtype} on {value.device}")
+            raise ValueError(
+                f"{name} must be a tensor of real numbers with values, got {value.dtype} on {value.device}"
+            )
         if value.dim() > 1:
             raise ValueError(
                 f"{name} must be a number or one number per input channel, got shape {tuple(value.shape)}"
