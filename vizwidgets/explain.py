@@ -193,23 +193,32 @@ def method_requests(
     pairs) and ``options`` (method name -> its options); checks names, not option values."""
     from vizwidgets.attribution import METHODS  # imports torch: only when explaining
 
-    one_pair = isinstance(methods, tuple) and len(methods) == 2 and isinstance(methods[0], str) and isinstance(methods[1], Mapping)
+    one_pair = (
+        isinstance(methods, tuple) and len(methods) == 2
+        and isinstance(methods[0], str) and isinstance(methods[1], Mapping)
+    )
     if isinstance(methods, str) or one_pair:
         methods = [methods]  # type: ignore[list-item]
     if not isinstance(methods, Sequence) or not methods:
-        raise ValueError("methods must name at least one method, e.g. ['grad_cam'] (python -m vizwidgets methods lists them)")
+        raise ValueError(
+            "methods must name at least one method, e.g. ['grad_cam'] (python -m vizwidgets methods lists them)"
+        )
     options = dict(options or {})
     chosen: list[tuple[str, dict[str, Any]]] = []
     for entry in methods:
         if isinstance(entry, str):
             name, given = entry, {}
-        elif isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str) and isinstance(entry[1], Mapping):
+        elif (
+            isinstance(entry, tuple) and len(entry) == 2
+            and isinstance(entry[0], str) and isinstance(entry[1], Mapping)
+        ):
             name, given = entry[0], dict(entry[1])
         else:
             raise TypeError(f"each method must be a name or a (name, options) pair, got {entry!r}")
         if name not in METHODS:
             raise ValueError(
-                f"unknown method {name!r}; choose from {', '.join(METHODS)} (python -m vizwidgets methods describes them)"
+                f"unknown method {name!r}; choose from {', '.join(METHODS)} "
+                "(python -m vizwidgets methods describes them)"
             )
         if name in (n for n, _ in chosen):
             raise ValueError(f"method {name!r} is listed twice; list each method once")
@@ -304,10 +313,12 @@ def explain(
 
     if isinstance(images, Tensor):
         x_all = model.inputs(images)
-        names = _labels(list(range(x_all.shape[0])), labels) if labels is not None else [f"image {i + 1}" for i in range(x_all.shape[0])]
-        sources: list[Any] = [x_all[i : i + 1] for i in range(x_all.shape[0])]
+        count = x_all.shape[0]
+        names = _labels(list(range(count)), labels) if labels is not None else [f"image {i + 1}" for i in range(count)]
+        sources: list[Any] = [x_all[i : i + 1] for i in range(count)]
     else:
-        sources = [images] if isinstance(images, (str, bytes, os.PathLike)) or not isinstance(images, Sequence) else list(images)
+        one_image = isinstance(images, (str, bytes, os.PathLike)) or not isinstance(images, Sequence)
+        sources = [images] if one_image else list(images)
         if not sources:
             raise ValueError("images is empty: give at least one image")
         names = _labels(sources, labels)
@@ -320,7 +331,7 @@ def explain(
         chosen = None if targets is None else targets[start : start + len(chunk)].to(x.device)
         logits: Tensor | None = None
         per_method: dict[str, tuple[Tensor, float, dict[str, Tensor], list[tuple[str, bool]]]] = {}
-        for name, method, checked, given in built:
+        for name, method, checked, _given in built:
             began = time.perf_counter()
             with warnings.catch_warnings(record=True) as caught, _plain_logits(model.module, x, method) as seen:
                 warnings.simplefilter("always")
@@ -331,8 +342,8 @@ def explain(
                 if logits is None:  # the method never ran the plain model on x: predict apart
                     with torch.no_grad():
                         logits = model.module(x)
-                if chosen is None:  # the method chose the same class from the same logits
-                    chosen = logits.argmax(dim=1)
+            if chosen is None:  # the first method chose the same class from the same logits
+                chosen = logits.argmax(dim=1)
             scores = _measure(model, x, maps, chosen, wanted_metrics, metric_steps)
             notes = [(str(w.message), "all zero" in str(w.message) or "not finite" in str(w.message)) for w in caught]
             per_method[name] = (maps, seconds, scores, notes)
@@ -340,7 +351,7 @@ def explain(
         values, indices = logits.softmax(dim=1).topk(min(top_k, logits.shape[1]), dim=1)
         for i in range(len(chunk)):
             results = {}
-            for name, method, checked, given in built:
+            for name, method, _checked, given in built:
                 maps, seconds, scores, notes = per_method[name]
                 one = maps[i : i + 1].cpu()
                 empty = not torch.isfinite(one).all() or not bool(one.abs().sum())
@@ -352,7 +363,7 @@ def explain(
                 )
             top = tuple(_prediction(int(j), _class_name(classes, int(j)), float(p))
                         for p, j in zip(values[i].tolist(), indices[i].tolist()))
-            index = int(chosen[i])  # type: ignore[index]
+            index = int(chosen[i])
             explanations.append(Explanation(
                 label=names[start + i], pixels=_pixels(model, x[i]), inputs=x[i : i + 1].detach(),
                 top=top, target=index, target_class=_class_name(classes, index), results=MappingProxyType(results),
@@ -412,7 +423,9 @@ def _prediction(index: int, label: str, probability: float) -> Any:
     return Prediction(index, label, probability)
 
 
-def _measure(model: Any, x: Tensor, maps: Tensor, targets: Tensor, metrics: tuple[str, ...], steps: int) -> dict[str, Tensor]:
+def _measure(
+    model: Any, x: Tensor, maps: Tensor, targets: Tensor, metrics: tuple[str, ...], steps: int
+) -> dict[str, Tensor]:
     """Each metric asked for, one value per image of the chunk."""
     if not metrics:
         return {}

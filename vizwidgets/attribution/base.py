@@ -204,7 +204,11 @@ class Attribution:
             level += 1
         return level + 1  # the warning is raised by a helper the asking method calls
 
-    def _attribute(self, x: Tensor, target: Tensor | None, **options: Any) -> Tensor:
+    def _attribute(self, x: Tensor, target: Tensor | None, *args: Any, **options: Any) -> Tensor:
+        """The method's maths on a checked batch ``x`` ``(N, C, H, W)`` and ``target`` ``(N,)``
+        class indices (None: each image's predicted class), with every option of :attr:`options`
+        checked and passed by keyword. ``*args, **options`` (``...`` to type checkers) let each
+        method name its own options, without defaults; :meth:`attribute` passes no ``*args``."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +62,9 @@ __all__ = [
 _SCORE_CHUNK = 4
 
 _UPSAMPLE = Option("upsample", True, "bool", "resize the map to the input size (bilinear)")
+_SCORE_CHUNK_OPTION = Option(
+    "chunk_size", _SCORE_CHUNK, "int", "masked images per forward pass, at most (capped by the memory budget)", 1, 4096
+)
 
 
 @contextmanager
@@ -104,7 +107,7 @@ class _LayerMethod(Attribution):
     family = "cam"
     needs_layer = True
     output = "map"
-    options: tuple[Option, ...] = (_UPSAMPLE,)
+    options: ClassVar[tuple[Option, ...]] = (_UPSAMPLE,)
     zero_hint = (
         "the CAM family keeps only positive evidence (a ReLU on the weighted sum), and this layer "
         "holds none for the target class: try the predicted class (target=None), another layer, "
@@ -304,10 +307,7 @@ class ScoreCAM(_LayerMethod):
         "Wang, Wang, Du, Yang, Zhang, Ding, Mardziel & Hu 2020, Score-CAM: Score-Weighted "
         "Visual Explanations for Convolutional Neural Networks, CVPR workshops"
     )
-    options = (
-        _UPSAMPLE,
-        Option("chunk_size", _SCORE_CHUNK, "int", "masked images per forward pass, at most (capped by the memory budget)", 1, 4096),
-    )
+    options: ClassVar[tuple[Option, ...]] = (_UPSAMPLE, _SCORE_CHUNK_OPTION)
 
     def _channels(self, activation: Tensor) -> Tensor:
         """Indices ``(N, k)`` of the channels to score: all of them."""
@@ -321,7 +321,7 @@ class ScoreCAM(_LayerMethod):
                 _, used = select_scores(self.model(x), target)
             activation = store["A"]
             channels = self._channels(activation)
-            chunk_size = rows_per_pass(self.model, *x.shape[-2:], chunk_size, backward=False)
+            chunk_size = rows_per_pass(self.model, x.shape[-2], x.shape[-1], chunk_size, backward=False)
             maps = []
             for i in range(x.shape[0]):
                 chosen = activation[i, channels[i]]  # (k, h, w)
@@ -347,11 +347,13 @@ class FastScoreCAM(ScoreCAM):
     description = "Score-CAM on the k most active channels only: much faster."
     options = (
         _UPSAMPLE,
-        Option("top_k", 32, "int", "channels scored (those with the highest mean activation)", 1, 4096, interactive=(4, 256)),
-        Option("chunk_size", _SCORE_CHUNK, "int", "masked images per forward pass, at most (capped by the memory budget)", 1, 4096),
+        Option("top_k", 32, "int", "channels scored (those with the highest mean activation)", 1, 4096,
+               interactive=(4, 256)),
+        _SCORE_CHUNK_OPTION,
     )
 
-    def _map(self, x: Tensor, target: Tensor | None, *, top_k: int = 32, chunk_size: int = _SCORE_CHUNK, **options: Any) -> Tensor:
+    def _map(self, x: Tensor, target: Tensor | None, *, top_k: int = 32, chunk_size: int = _SCORE_CHUNK,
+             **options: Any) -> Tensor:
         self._top_k = top_k
         return super()._map(x, target, chunk_size=chunk_size)
 
@@ -440,9 +442,7 @@ def fast_score_cam(
     upsample: bool = True, top_k: int = 32, chunk_size: int = _SCORE_CHUNK,
 ) -> Tensor:
     """Score-CAM over the ``top_k`` most active channels; see :class:`FastScoreCAM`."""
-    return FastScoreCAM(model, layer).attribute(
-        inputs, target, upsample=upsample, top_k=top_k, chunk_size=chunk_size
-    )
+    return FastScoreCAM(model, layer).attribute(inputs, target, upsample=upsample, top_k=top_k, chunk_size=chunk_size)
 
 
 def guided_grad_cam(model: Any, inputs: Tensor, target: Target = None, layer: str | None = None) -> Tensor:

@@ -125,7 +125,8 @@ class SmoothGrad(Attribution):
         unit_noise = torch.randn((samples, 1, *x.shape[1:]), generator=generator).to(x.device, x.dtype)
         sigma = noise * (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3)))  # (N,)
         total = torch.zeros_like(x)
-        chunk_size = rows_per_pass(self.model, *x.shape[-2:], chunk_size, rows_per_item=n, backward=True)
+        height, width = x.shape[-2:]
+        chunk_size = rows_per_pass(self.model, height, width, chunk_size, rows_per_item=n, backward=True)
         for part in chunks(samples, chunk_size):
             noisy = x[None] + unit_noise[part] * sigma.view(1, n, 1, 1, 1)  # (S, N, C, H, W)
             grad, _ = input_gradient(self.model, noisy.flatten(0, 1), target.repeat(part.stop - part.start))

@@ -245,7 +245,8 @@ class IntegratedGradients(Attribution):
             with torch.no_grad():
                 target = self.model(x).argmax(dim=1)
         nodes, weights = quadrature_rule(quadrature, steps)
-        chunk_size = rows_per_pass(self.model, *x.shape[-2:], chunk_size, rows_per_item=x.shape[0], backward=True)
+        height, width = x.shape[-2:]
+        chunk_size = rows_per_pass(self.model, height, width, chunk_size, rows_per_item=x.shape[0], backward=True)
         return _integrated_gradients(self.model, x, base, target, nodes, weights, chunk_size)
 
     def attribute_with_delta(

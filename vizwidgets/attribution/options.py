@@ -97,10 +97,10 @@ class Option:
                     f"{where} must be a whole number {self.allowed()}, got {type(value).__name__} {value!r}"
                 )
             if not isinstance(value, numbers.Integral):  # a float: inf, nan, 2.5, even 2.0
-                hint = f"; write {int(value)}" if math.isfinite(value) and float(value).is_integer() else ""
+                hint = f"; write {math.trunc(value)}" if math.isfinite(value) and float(value).is_integer() else ""
                 raise ValueError(f"{where} must be a whole number (int) {self.allowed()}, got {value!r}{hint}")
             value = int(value)
-            high = self.maximum if self.maximum is not None else INT_LIMIT
+            high: float | None = self.maximum if self.maximum is not None else INT_LIMIT
         else:
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise TypeError(f"{where} must be a number {self.allowed()}, got {type(value).__name__}")

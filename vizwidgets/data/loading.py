@@ -17,7 +17,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Union
+from typing import IO, TYPE_CHECKING, Union, cast
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -188,7 +188,8 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> Image.Im
     if callable(getattr(source, "read", None)):
         name = getattr(source, "name", None)
         what = f"the file {name!r}" if isinstance(name, str) else "the file object given"
-        return _decode(source, what, max_pixels)
+        # a file object: tensors were handled above, by a check that type checkers cannot follow
+        return _decode(cast("IO[bytes]", source), what, max_pixels)
     raise TypeError(f"source must be {_ACCEPTED_TYPES}; got {type(source).__name__}")
 
 

@@ -241,9 +241,11 @@ def adapt(model: Any, *, mean: Any = None, std: Any = None) -> ModelAdapter:
         Only one of ``mean`` and ``std``, lengths that differ, a std that is not positive, a
         value that is not finite.
     """
-    checked_mean, checked_std = _normalisation(mean, std)
+    checked_mean, checked_std = _normalisation(mean, std)  # both None or both checked
     if isinstance(model, ModelAdapter):
-        return model if checked_mean is None else _with_normalisation(model, checked_mean, checked_std)
+        if checked_mean is None or checked_std is None:
+            return model
+        return _with_normalisation(model, checked_mean, checked_std)
     if isinstance(model, LoadedModel):
         if not isinstance(model.model, nn.Module):
             raise TypeError(
@@ -260,7 +262,9 @@ def adapt(model: Any, *, mean: Any = None, std: Any = None) -> ModelAdapter:
             default_layer=model.default_layer,
             layer_names=model.layer_names or _learner_layers(model.model),
         )
-        return adapter if checked_mean is None else _with_normalisation(adapter, checked_mean, checked_std)
+        if checked_mean is None or checked_std is None:
+            return adapter
+        return _with_normalisation(adapter, checked_mean, checked_std)
     if isinstance(model, nn.Module):
         return ModelAdapter(
             module=model,

@@ -66,7 +66,7 @@ class ClassNames(Sequence[str]):
         needle = fragment.strip().casefold()
         return [(i, n) for i, n in enumerate(self._names) if needle in n.casefold()]
 
-    def index(self, name: str, start: int = 0, stop: int | None = None) -> int:  # type: ignore[override]
+    def index(self, name: str, start: int = 0, stop: int | None = None) -> int:
         """The index of the class called ``name``, or whose name contains it.
 
         A whole-name match wins over fragments (``"tiger"`` is class 292 even though
@@ -87,7 +87,9 @@ class ClassNames(Sequence[str]):
         if not matches:
             words = [w for n in self._names for w in (n.casefold(), *re.split(r"[\s,\-']+", n.casefold()))]
             close = get_close_matches(key, words, n=5, cutoff=0.75)
-            suggestions = sorted({self._names[i] for i in range(len(self)) for w in close if w in self._names[i].casefold()})
+            suggestions = sorted(
+                {self._names[i] for i in range(len(self)) for w in close if w in self._names[i].casefold()}
+            )
             hint = f" Close names: {', '.join(map(repr, suggestions[:5]))}." if suggestions else ""
             raise ValueError(
                 f"no class is called {name!r} or contains it.{hint} "

@@ -98,7 +98,9 @@ def available_models() -> list[str]:
 class Prediction(NamedTuple):
     """One class of a top-k prediction."""
 
-    index: int
+    # a field named like tuple.index (a public name): mypy reports any NamedTuple field that
+    # shadows a tuple method, whatever its type
+    index: int  # type: ignore[assignment]
     label: str
     probability: float
 
@@ -334,13 +336,14 @@ def list_layers(
     list is the model's own ``learner_layers`` if it declares them (EfficientNet-Lite0: ``stem``,
     ``blocks.0`` ... ``blocks.15``, ``head``); otherwise the modules at most two levels deep
     (``layer4``, ``layer4.1``, ``features.29``), leaving out normalisation, dropout, padding and
-    identity layers and those with 1x1 outputs. Shapes come from one forward pass of zeros, in eval mode, without gradients;
-    the model is left exactly as it was.
+    identity layers and those with 1x1 outputs. Shapes come from one forward pass of zeros, in
+    eval mode, without gradients; the model is left exactly as it was.
     """
     loaded = model if isinstance(model, LoadedModel) else None
     module = loaded.model if loaded is not None else model
     if not isinstance(module, nn.Module):
         raise TypeError(f"model must be a LoadedModel or torch.nn.Module, got {type(model).__name__}")
+    size: tuple[int, ...]
     if input_size is None:
         size = loaded.input_size if loaded is not None else (224, 224)
     elif isinstance(input_size, int):

@@ -165,7 +165,9 @@ def to_pixels(model: PixelModel, images: Any, what: str = "images") -> Tensor:
     if isinstance(images, Tensor):
         x = images[None] if images.dim() == 3 else images
         if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"{what}: a tensor must be (3, H, W) or (N, 3, H, W) pixels, got shape {tuple(images.shape)}")
+            raise ValueError(
+                f"{what}: a tensor must be (3, H, W) or (N, 3, H, W) pixels, got shape {tuple(images.shape)}"
+            )
         if not x.is_floating_point():
             raise ValueError(f"{what}: a tensor must hold float pixels in [0, 1], got {x.dtype}; divide bytes by 255")
         if x.device.type == "meta":
@@ -245,11 +247,12 @@ def check_steps(steps: Any, name: str = "steps", minimum: int = 1) -> int:
     """A whole number of steps from ``minimum`` to :data:`MAX_STEPS`, or an error saying so."""
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
         raise TypeError(f"{name} must be a whole number (int), got {type(steps).__name__} {steps!r}"[:200])
-    if steps < minimum:
+    count = int(steps)
+    if count < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {steps}")
-    if steps > MAX_STEPS:
+    if count > MAX_STEPS:
         raise ValueError(f"{name} must be at most {MAX_STEPS}, got {steps}")
-    return int(steps)
+    return count
 
 
 def check_positive(value: Any, name: str, *, zero: bool = False, maximum: float | None = None) -> float:

@@ -118,7 +118,12 @@ class _Pixels(nn.Module):
 
 
 class _Fourier(nn.Module):
-    def __init__(self, size: tuple[int, int], gen: torch.Generator, device: torch.device, decay: float = 1.0, scale: float = 0.3) -> None:
+    amplitude: Tensor  # buffers, registered in __init__
+    colors: Tensor
+
+    def __init__(
+        self, size: tuple[int, int], gen: torch.Generator, device: torch.device, decay: float = 1.0, scale: float = 0.3
+    ) -> None:
         super().__init__()
         h, w = size
         fy = torch.fft.fftfreq(h)[:, None]
@@ -338,7 +343,8 @@ def maximize(
             trace.append(numbers["objective"])
             return {"objective": trace[-1]}
 
-        done, interrupted = run_loop(pm.module, steps, step, desc=f"maximise {goal.describe(pm)}", progress=progress, callback=callback,
+        done, interrupted = run_loop(
+            pm.module, steps, step, desc=f"maximise {goal.describe(pm)}", progress=progress, callback=callback,
             current=lambda: image_fn().detach(),
         )
         with torch.no_grad():

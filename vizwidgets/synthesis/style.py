@@ -303,7 +303,8 @@ def style_transfer(
                 record.update({k: float(v.detach()) for k, v in parts.items()})
                 return parts["total"]
 
-            opt.step(closure)
+            # torch annotates the closure as returning a float; LBFGS takes the loss tensor it documents
+            opt.step(closure)  # type: ignore[arg-type]
             with torch.no_grad():
                 image.clamp_(0.0, 1.0)
             if not finite_or_stop(record, image.detach(), previous, "style transfer", i):

@@ -20,10 +20,12 @@ and live only while a model is canonized:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
+from dataclasses import Field, dataclass, replace
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+import torch.nn.grad
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
@@ -58,6 +60,8 @@ class AffineLayer(ABC):
     weight: Tensor
     bias: Tensor | None
     rectified: bool
+    # every concrete layer is a dataclass, so dataclasses.replace works on any AffineLayer
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
 
     @abstractmethod
     def apply(self, inputs: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -168,6 +172,8 @@ class AffineModule(nn.Module):
     tensors are not registered as parameters: the module lives only during one call.
     """
 
+    layer: AffineLayer  # set in __init__ as a plain attribute, not through nn.Module.__setattr__
+
     def __init__(self, layer: AffineLayer) -> None:
         super().__init__()
         if not isinstance(layer, AffineLayer):
@@ -231,7 +237,7 @@ def _conv_padding(conv: nn.Conv2d, name: str) -> tuple[int, int]:
                 "pads asymmetrically; give the convolution explicit padding"
             )
         return (totals[0] // 2, totals[1] // 2)
-    return _pair(padding)  # type: ignore[return-value]
+    return _pair(padding)
 
 
 def affine_layer(module: nn.Module, name: str = "layer", rectified: bool = False) -> AffineLayer:
@@ -249,9 +255,9 @@ def affine_layer(module: nn.Module, name: str = "layer", rectified: bool = False
         return ConvLayer(
             module.weight.detach(),
             None if module.bias is None else module.bias.detach(),
-            _pair(module.stride),  # type: ignore[arg-type]
+            _pair(module.stride),
             _conv_padding(module, name),
-            _pair(module.dilation),  # type: ignore[arg-type]
+            _pair(module.dilation),
             module.groups,
             None,
             rectified,

@@ -151,7 +151,7 @@ def plan_layers(model: nn.Module, composite: Composite) -> dict[str, nn.Module]:
             skip += (f"{name}.",)
         elif type(module) in _ACTIVATIONS:
             others[name] = PassRelevanceModule(_ACTIVATIONS[type(module)], kind)
-        elif isinstance(module, (*_AVERAGE_POOLS, Sum)):
+        elif isinstance(module, _AVERAGE_POOLS) or isinstance(module, Sum):
             others[name] = NormRelevanceModule(module.forward, composite.norm, kind)
         elif isinstance(module, _BY_GRADIENT):
             continue
