@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 import yaml
 
@@ -20,6 +24,22 @@ def _name(requirement: str) -> str:
 
 def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("ruff", "check", "vizwidgets", "tests", "tools", "benchmarks"), ("mypy",)],
+    ids=["ruff", "mypy"],
+)
+def test_ruff_and_mypy_pass(command: tuple[str, ...]) -> None:
+    """The lint rules and type checks configured in pyproject.toml hold, run as CI runs them."""
+    module = command[0]
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed (it is in the 'test' extra: pip install -e .[test])")
+    done = subprocess.run([sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (
+        f"python -m {' '.join(command)} exited with {done.returncode}:\n{done.stdout}{done.stderr}"
+    )
 
 
 def test_binder_environment_is_the_conda_environment() -> None:
