@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from vizwidgets import workspace
 from vizwidgets.data.loading import IMAGE_SUFFIXES
 
 __all__ = ["IMAGE_SUFFIXES", "SUMMARY_FIELDS", "find_images", "main", "methods_listing"]
@@ -55,7 +56,7 @@ def methods_listing() -> str:
 
     Built from :data:`vizwidgets.attribution.METHODS` (imports PyTorch).
     """
-    from vizwidgets.attribution import METHODS
+    from vizwidgets.attribution import METHODS  # here, not above: --help must not wait for torch
 
     width = max(len(name) for name in METHODS) + 2
     lines = [f"{'method':<{width}}{'family':<14}what it shows"]
@@ -81,14 +82,10 @@ class _ListMethods(argparse.Action):
 
 
 def _course_description() -> str:
-    from vizwidgets import workspace
-
     return (workspace.__doc__ or "").split("\n", 2)[-1].replace("``", "").strip()
 
 
 def _course(args: argparse.Namespace) -> int:
-    from vizwidgets import workspace
-
     extra = list(args.jupyter_args)
     try:
         return workspace.start_course(
@@ -264,6 +261,7 @@ def _summary_row(path: Path, method: str, record: dict[str, Any]) -> dict[str, A
 
 def explain(args: argparse.Namespace) -> int:
     """``python -m vizwidgets explain``: :func:`vizwidgets.explain.explain` on each file, saved."""
+    # here, not above: `python -m vizwidgets --help` and the course command must not wait for torch
     from tqdm.auto import tqdm
 
     import vizwidgets as vw

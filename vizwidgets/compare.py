@@ -20,6 +20,7 @@ import numpy as np
 from torch import Tensor
 
 from vizwidgets.explain import METRICS as _METRICS
+from vizwidgets.explain import explain
 from vizwidgets.viz import normalize, overlay, show_grid
 
 __all__ = ["Comparison", "compare", "METRICS"]
@@ -130,7 +131,6 @@ def compare(
     chunk_size:
         Images per pass through the model (``seconds`` is per image).
     """
-    from vizwidgets.explain import explain
 
     images = list(images)
     if not images:

@@ -45,9 +45,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from vizwidgets._hooks import forward_hooks
+from vizwidgets.attribution import METHODS
+from vizwidgets.attribution.base import normalize_target
+from vizwidgets.metrics import confidence_drop, deletion, insertion
+from vizwidgets.models import Prediction
 from vizwidgets.models.adapter import ModelAdapter, adapt
 from vizwidgets.viz import Display, render
 
@@ -141,7 +146,6 @@ class Explanation:
         (the raw map, float32, ``(C, H, W)``), then ``<stem>.json`` (the manifest record, with
         the files' names). Each file is written to a temporary name in ``folder`` and renamed,
         so a reader never sees half a file. Returns the record."""
-        from PIL import Image  # only when saving
 
         folder = Path(folder)
         if not stem or "/" in stem or "\\" in stem or stem in (".", ".."):
@@ -191,7 +195,6 @@ def method_requests(
 ) -> list[tuple[str, dict[str, Any]]]:
     """``[(name, options)]`` from ``methods`` (a name, or a list of names and ``(name, options)``
     pairs) and ``options`` (method name -> its options); checks names, not option values."""
-    from vizwidgets.attribution import METHODS  # imports torch: only when explaining
 
     one_pair = (
         isinstance(methods, tuple) and len(methods) == 2
@@ -294,8 +297,6 @@ def explain(
     chunk_size:
         Images per pass through the model.
     """
-    from vizwidgets.attribution import METHODS
-    from vizwidgets.attribution.base import normalize_target
 
     requests = method_requests(methods, options)
     wanted_metrics = _metrics(metrics)
@@ -361,7 +362,7 @@ def explain(
                     metrics=MappingProxyType({k: float(v[i]) for k, v in scores.items()}),
                     notes=tuple(text for text, about_the_map in notes if empty or not about_the_map),
                 )
-            top = tuple(_prediction(int(j), _class_name(classes, int(j)), float(p))
+            top = tuple(Prediction(int(j), _class_name(classes, int(j)), float(p))
                         for p, j in zip(values[i].tolist(), indices[i].tolist()))
             index = int(chosen[i])
             explanations.append(Explanation(
@@ -417,19 +418,12 @@ def _pixels(model: ModelAdapter, x: Tensor) -> np.ndarray:
     return image[:3].clamp(0, 1).permute(1, 2, 0).numpy()
 
 
-def _prediction(index: int, label: str, probability: float) -> Any:
-    from vizwidgets.models import Prediction
-
-    return Prediction(index, label, probability)
-
-
 def _measure(
     model: Any, x: Tensor, maps: Tensor, targets: Tensor, metrics: tuple[str, ...], steps: int
 ) -> dict[str, Tensor]:
     """Each metric asked for, one value per image of the chunk."""
     if not metrics:
         return {}
-    from vizwidgets.metrics import confidence_drop, deletion, insertion
 
     scores: dict[str, Tensor] = {}
     if "deletion" in metrics:

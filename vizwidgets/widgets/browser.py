@@ -9,7 +9,11 @@ from typing import Any
 import ipywidgets as W
 import numpy as np
 import torch
+from IPython.display import display
 
+import vizwidgets as vw
+from vizwidgets.features import activations, feature_grid
+from vizwidgets.synthesis import Channel, maximize
 from vizwidgets.widgets.compute import Session, png
 from vizwidgets.widgets.controls import course_first, message
 
@@ -21,7 +25,6 @@ class ActivationBrowser:
     channels as a grid, and a button to grow the image that excites the chosen channel."""
 
     def __init__(self, model: Any = None, images: Sequence[str] | None = None, *, top: int = 16) -> None:
-        import vizwidgets as vw
 
         self.model = model if model is not None else vw.load_model()
         self.session = Session(self.model)
@@ -53,14 +56,12 @@ class ActivationBrowser:
         self.update(new_layer=True)
 
     def activations(self) -> torch.Tensor:
-        from vizwidgets.features import activations
 
         image, layer = self.image_select.value, self.layer.value
         key = ("activations", self.session.digest(image), layer)  # by content, not by name
         return self.session.maps.get(key, lambda: activations(self.model, self.session.input(image), layer))
 
     def update(self, new_layer: bool = False) -> None:
-        from vizwidgets.features import feature_grid
 
         try:
             maps = self.activations()[0]
@@ -80,7 +81,6 @@ class ActivationBrowser:
             self.error.value = message(error)
 
     def run_maximisation(self) -> None:
-        from vizwidgets.synthesis import Channel, maximize
 
         try:
             objective = Channel(self.layer.value, self.channel.value)
@@ -90,6 +90,5 @@ class ActivationBrowser:
             self.error.value = message(error)
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
 
         display(self.widget)

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from vizwidgets.data import load_image
 from vizwidgets.explain import Explanation, explain
 from vizwidgets.models.adapter import adapt
 from vizwidgets.viz import Display, render
@@ -105,7 +106,6 @@ class Session:
     def add_image(self, key: str, source: Any) -> str:
         """Register an image (anything ``load_image`` takes) under ``key``, replacing what the
         key held before; a bad file raises a readable error and changes nothing."""
-        from vizwidgets.data import load_image
 
         stamp = _file_stamp(source)
         image = load_image(source)  # raises before anything changes

@@ -16,7 +16,10 @@ from dataclasses import replace
 from typing import Any
 
 import ipywidgets as W
+from IPython.display import display
 
+import vizwidgets as vw
+from vizwidgets.attribution import FAMILIES, METHODS
 from vizwidgets.widgets.compute import Session, png, predictions_of, render
 from vizwidgets.widgets.controls import (
     COLORMAPS,
@@ -43,8 +46,6 @@ class Explorer:
     """
 
     def __init__(self, model: Any = None, images: Sequence[Any] | None = None, *, method: str = "grad_cam") -> None:
-        import vizwidgets as vw
-        from vizwidgets.attribution import FAMILIES, METHODS
 
         self._methods = METHODS
         self.model = model if model is not None else vw.load_model()
@@ -264,6 +265,5 @@ class Explorer:
         self._update()
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
 
         display(self.widget)

@@ -15,7 +15,10 @@ from typing import Any
 import ipywidgets as W
 import numpy as np
 import torch
+from IPython.display import display
 
+import vizwidgets as vw
+from vizwidgets.synthesis import Channel, ClassLogit, Neuron, fool, maximize, style_transfer
 from vizwidgets.widgets.compute import png
 from vizwidgets.widgets.controls import message
 
@@ -33,7 +36,6 @@ class _LoopWidget:
     every = 4  # redraw the image every few steps
 
     def __init__(self, model: Any, controls: list[W.Widget], steps: W.IntSlider) -> None:
-        import vizwidgets as vw
 
         self.model = model if model is not None else vw.load_model()
         self.steps = steps
@@ -100,7 +102,6 @@ class _LoopWidget:
         self._stop.set()
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
 
         display(self.widget)
 
@@ -109,7 +110,6 @@ class MaximisationWidget(_LoopWidget):
     """Activation maximisation (:func:`vizwidgets.synthesis.maximize`) with controls."""
 
     def __init__(self, model: Any = None) -> None:
-        import vizwidgets as vw
 
         model = model if model is not None else vw.load_model()
         layers = [info.name for info in vw.list_layers(model)]
@@ -126,7 +126,6 @@ class MaximisationWidget(_LoopWidget):
         super().__init__(model, controls, steps)
 
     def _run(self, callback: Callable[..., Any]) -> Any:
-        from vizwidgets.synthesis import Channel, ClassLogit, Neuron, maximize
 
         if self.kind.value == "class":
             objective: Any = ClassLogit(self.target.value)
@@ -145,7 +144,6 @@ class FoolingWidget(_LoopWidget):
     every = 1
 
     def __init__(self, model: Any = None) -> None:
-        import vizwidgets as vw
 
         model = model if model is not None else vw.load_model()
         names = [s.name for s in vw.sample_images()]
@@ -159,7 +157,6 @@ class FoolingWidget(_LoopWidget):
         super().__init__(model, [self.source, self.target, self.confidence, self.epsilon, steps], steps)
 
     def _run(self, callback: Callable[..., Any]) -> Any:
-        from vizwidgets.synthesis import fool
 
         return fool(self.model, self.source.value, self.target.value, confidence=self.confidence.value,
                     max_steps=self.steps.value, epsilon=self.epsilon.value / 255, progress=False, callback=callback)
@@ -171,7 +168,6 @@ class StyleTransferWidget(_LoopWidget):
     every = 5
 
     def __init__(self, model: Any = None) -> None:
-        import vizwidgets as vw
 
         model = model if model is not None else vw.load_model()
         names = [s.name for s in vw.sample_images()]
@@ -184,7 +180,6 @@ class StyleTransferWidget(_LoopWidget):
         super().__init__(model, [self.content, self.style, self.style_weight, self.optimizer, steps], steps)
 
     def _run(self, callback: Callable[..., Any]) -> Any:
-        from vizwidgets.synthesis import style_transfer
 
         return style_transfer(self.model, self.content.value, self.style.value, steps=self.steps.value,
                               style_weight=self.style_weight.value, optimizer=self.optimizer.value,
