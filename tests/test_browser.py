@@ -49,13 +49,18 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture()
-def voila_url(tmp_path):
+def _require_browser() -> None:
+    """Skip without chromium and the test extras, or fail where ``.ci/run`` requires them."""
     problem = _missing()
     if problem is not None:
         if REQUIRED:
             pytest.fail(f"the browser test is required here but {problem}")
         pytest.skip(problem)
+
+
+@pytest.fixture()
+def voila_url(tmp_path):
+    _require_browser()
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     notebook.cells = [nbformat.v4.new_code_cell(
@@ -131,11 +136,7 @@ def test_explorer_in_chromium_changes_the_heatmap_with_the_method(voila_url, tmp
 @pytest.fixture()
 def course_server(tmp_path):
     """``python -m vizwidgets course`` on 127.0.0.1 (JupyterLab), with a token; stopped after."""
-    problem = _missing()
-    if problem is not None:
-        if REQUIRED:
-            pytest.fail(f"the browser test is required here but {problem}")
-        pytest.skip(problem)
+    _require_browser()
     folder = tmp_path / "my-course"
     folder.mkdir()
     notebook = nbformat.v4.new_notebook()

@@ -437,7 +437,7 @@ def test_grader_messages_name_the_input_and_chain_the_error() -> None:
 def test_graders_live_in_one_module_per_notebook_and_are_all_exported() -> None:
     import vizwidgets.checks as checks
 
-    modules = sorted((ROOT / "vizwidgets" / "checks").glob("[!_]*.py"))
+    modules = sorted(Path(checks.__file__).parent.glob("[!_]*.py"))  # the installed package
     exported = set()
     for path in modules:
         module = importlib.import_module(f"vizwidgets.checks.{path.stem}")
