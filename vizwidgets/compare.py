@@ -106,7 +106,7 @@ def compare(
     metrics: Sequence[str] = ("deletion", "insertion"),
     metric_steps: int = 50,
     labels: Sequence[str] | None = None,
-    chunk_size: int = 8,
+    chunk_size: int | None = None,
 ) -> Comparison:
     """Run every method on every image, time it and measure it: :func:`vizwidgets.explain.explain`
     laid out as a table and a figure.
@@ -129,7 +129,8 @@ def compare(
     labels:
         Names for the images (default: the bundled names, else "image 1", ...).
     chunk_size:
-        Images per pass through the model (``seconds`` is per image).
+        Images per pass through the model (``seconds`` is per image); None: as
+        :func:`~vizwidgets.explain.explain` chooses.
     """
 
     images = list(images)
