@@ -176,9 +176,13 @@ def test_jupyterlab_reopens_a_saved_notebook_with_its_widgets(course_server, tmp
             page.goto(f"{base}/lab/tree/widget.ipynb?token={token}", timeout=120_000)
             page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=120_000)
             deadline = time.monotonic() + 120  # the notebook's kernel is up and connected
+            kernels: list = []
             while True:
-                with urllib.request.urlopen(f"{base}/api/kernels?token={token}") as response:
-                    kernels = json.loads(response.read())
+                try:  # while a kernel starts, listing the kernels can fail for a moment (HTTP 500)
+                    with urllib.request.urlopen(f"{base}/api/kernels?token={token}") as response:
+                        kernels = json.loads(response.read())
+                except OSError:
+                    kernels = []
                 if any(k["connections"] > 0 and k["execution_state"] == "idle" for k in kernels):
                     break
                 assert time.monotonic() < deadline, f"no kernel became ready: {kernels}"
