@@ -31,23 +31,24 @@ explicit targets. A method's ``seconds`` is its time on the chunk divided by its
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
+from vizwidgets._files import write_atomic
 from vizwidgets._hooks import forward_hooks
 from vizwidgets.attribution import METHODS
 from vizwidgets.attribution.base import normalize_target
@@ -155,13 +156,17 @@ class Explanation:
         for name, result in self.results.items():
             png, npy = f"{stem}.{name}.png", f"{stem}.{name}.npy"
             picture = self.picture(name, display)
-            _write_atomic(folder / png, lambda handle, p=picture: Image.fromarray(p).save(handle, format="PNG"))
-            array = result.map[0].detach().cpu().numpy().astype(np.float32)
-            _write_atomic(folder / npy, lambda handle, a=array: np.save(handle, a))
+            write_atomic(folder / png, functools.partial(Image.fromarray(picture).save, format="PNG"))
+            write_atomic(folder / npy, _npy_writer(result.map[0].detach().cpu().numpy().astype(np.float32)))
             record["methods"][name].update(png=png, npy=npy)
         text = json.dumps(record, indent=1).encode()
-        _write_atomic(folder / f"{stem}.json", lambda handle: handle.write(text))
+        write_atomic(folder / f"{stem}.json", text)
         return record
+
+
+def _npy_writer(array: np.ndarray) -> Callable[[BinaryIO], None]:
+    """A writer of ``array`` in NumPy's ``.npy`` format, for :func:`write_atomic`."""
+    return lambda stream: np.save(stream, array)
 
 
 def _plain(value: Any) -> Any:
@@ -171,23 +176,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Tensor):
         return f"tensor{tuple(value.shape)}"
     return repr(value)
-
-
-def _write_atomic(target: Path, write: Any) -> None:
-    """Call ``write(handle)`` on a temporary file next to ``target``, then rename it."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-# ---------------------------------------------------------------------------------------------
-# Checking the request, once
-# ---------------------------------------------------------------------------------------------
 
 
 def method_requests(

@@ -24,10 +24,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from vizwidgets._files import write_atomic
 
 __all__ = [
     "DEFAULT_FOLDER",
@@ -82,19 +83,6 @@ def course_notebooks(source: Path | None = None) -> list[Path]:
     return notebooks
 
 
-def _write_whole(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` through a temporary file in the same folder, then rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def make_working_copies(folder: str | Path = DEFAULT_FOLDER, source: Path | None = None) -> CopyReport:
     """Copy the course notebooks into ``folder``; a notebook already there is kept as it is.
 
@@ -115,7 +103,7 @@ def make_working_copies(folder: str | Path = DEFAULT_FOLDER, source: Path | None
         if target.exists():
             report.kept.append(notebook.name)
             continue
-        _write_whole(target, notebook.read_bytes())
+        write_atomic(target, notebook.read_bytes())
         report.copied.append(notebook.name)
     return report
 
@@ -127,7 +115,7 @@ def install_jupyter_settings(prefix: str | Path = sys.prefix) -> Path:
     wanted = JUPYTER_SETTINGS.read_bytes()
     json.loads(wanted)  # a broken file must never reach JupyterLab
     if not target.is_file() or target.read_bytes() != wanted:
-        _write_whole(target, wanted)
+        write_atomic(target, wanted)
     return target
 
 
