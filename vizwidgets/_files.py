@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["write_atomic"]
+__all__ = ["write_atomic", "scratch_prefix"]
 
 
-def write_atomic(target: Path, write: bytes | Callable[[BinaryIO], object]) -> None:
+def scratch_prefix() -> str:
+    """``"<host>.<pid>."``: how temporary files in a scratch folder start, so that a later run can
+    tell the leftovers of a process that was killed (same host, process gone) from the files of
+    one still writing."""
+    return f"{socket.gethostname()}.{os.getpid()}."
+
+
+def write_atomic(
+    target: Path, write: bytes | Callable[[BinaryIO], object], *, scratch: Path | None = None
+) -> None:
     """Write ``write`` (bytes, or a function given the open stream) to a temporary file next to
-    ``target``, then rename it to ``target``; on any failure the temporary file is removed and
-    ``target`` is unchanged."""
+    ``target`` (or in the folder ``scratch``, on the same file system), then rename it to
+    ``target``; on any failure the temporary file is removed and ``target`` is unchanged."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    if scratch is None:
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    else:
+        handle, temporary = tempfile.mkstemp(prefix=scratch_prefix(), suffix=".part", dir=scratch)
     try:
         with os.fdopen(handle, "wb") as stream:
             if isinstance(write, bytes):

@@ -1,48 +1,47 @@
-"""The batch command: ``python -m vizwidgets explain PATHS... --method grad_cam --out DIR``.
+"""The batch command: ``python -m vizwidgets explain PATHS... --out DIR --method grad_cam lrp``.
 
-For every image found under PATHS (files, folders, glob patterns; JPEG, PNG, BMP, GIF, TIFF
-and WebP files by their suffix) it writes, into DIR:
+Every image found under PATHS (files, folders, glob patterns; JPEG, PNG, BMP, GIF, TIFF and
+WebP files by their suffix) is explained with every method, and it writes, into DIR:
 
-- ``<name>.<method>.png``: the explanation drawn over the image (what the model saw, 224x224);
-- ``<name>.<method>.npy``: the raw map, float32, ``(C, H, W)``;
-- ``<name>.json``: the image's record (prediction, target, per method its files, time,
-  metrics and any warning);
-- ``summary.csv`` and ``summary.json``: one row per file and method: predicted class and
-  probability, target, the metrics asked for, the output files, and ``status`` ("ok" or
-  "error" with the message).
+- ``maps/<name>.<method>.png``: the map drawn over the image (what the model saw, 224x224);
+- ``maps/<name>.<method>.npy``: the raw map, float32, ``(C, H, W)``;
+- ``records/*.jsonl``: one line per image and method as it finishes (prediction, target,
+  metrics, options, time, and ``status`` "ok" or "error" with the message);
+- ``summary.csv`` (and ``summary.parquet`` with pyarrow): the latest record of each image and
+  method, written at the end; ``python -m vizwidgets summary DIR`` writes it at any time.
 
-Nothing inside DIR is explained, so DIR may lie inside a folder of PATHS
-(``explain . --out results``): a second run finds the same images, not the first run's
-pictures. A second run into the same DIR skips the files already done (their rows are kept).
-A file that cannot be read is reported (its name and what to do) and skipped; the others go
-on; the exit status is 1 if any file failed, 2 for bad arguments, else 0.
+``<name>`` is the file's path below the folder holding all the images, suffix kept
+(``cats/x.jpg``). Nothing inside DIR is explained, so DIR may lie inside a folder of PATHS.
 
-``python -m vizwidgets explain --list`` (or ``python -m vizwidgets methods``) lists the
-methods ``--method`` takes.
+Run it again and it goes on where it stopped: a result is reused when the image file, the
+method, its options, the layer, the target, the metrics and the model are unchanged; change
+one and only what it touches is computed again. A file that cannot be read gets an error
+record (not retried unless --retry-errors) and the others go on.
+
+Exit status: 0 when every image has its maps; 1 when some image has an error record or a path
+matched nothing (the summary's "error" column says why); 2 for a mistake in the arguments,
+found before any work; 130 when interrupted (rerun to go on).
+
+More hands: --workers N runs N processes here (Dask); --scheduler ADDRESS an existing Dask
+cluster (Slurm, PBS, SGE, Kubernetes); --shard K/N one of N array jobs. See docs/batch.md.
+``python -m vizwidgets explain --list`` (or ``python -m vizwidgets methods``) lists the methods
+and their options.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import glob
-import json
-import os
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from vizwidgets import workspace
 from vizwidgets.data.loading import IMAGE_SUFFIXES
+from vizwidgets.dataset import SUMMARY_FIELDS, find_images
 
 __all__ = ["IMAGE_SUFFIXES", "SUMMARY_FIELDS", "find_images", "main", "methods_listing"]
-
-SUMMARY_FIELDS = [
-    "file", "method", "status", "error", "predicted", "predicted_class", "probability",
-    "target", "target_class", "deletion", "insertion", "average_drop", "png", "npy",
-]
 
 
 def _description() -> str:
@@ -63,6 +62,15 @@ def methods_listing() -> str:
     for name, method in METHODS.items():
         summary = method.description.strip().splitlines()[0] if method.description.strip() else method.title
         lines.append(f"{name:<{width}}{method.family:<14}{summary}")
+        shown = [o for o in method.options if o.kind != "tensor"]
+        if shown:
+            text = "; ".join(
+                f"{o.name}={o.default!r}" + (f" ({'|'.join(map(str, o.choices))})" if o.choices else
+                                             f" ({o.allowed()})" if o.kind in ("int", "float") else "")
+                for o in shown
+            )
+            lines += textwrap.wrap(f"options: {text}", width=96, initial_indent=" " * width,
+                                   subsequent_indent=" " * (width + 2))
     layered = ", ".join(name for name, method in METHODS.items() if method.needs_layer)
     lines += textwrap.wrap(f"--layer is for {layered}; the others work on the pixels.", width=96)
     return "\n".join(lines)
@@ -130,205 +138,100 @@ def _parser() -> argparse.ArgumentParser:
         "paths", nargs="+", metavar="PATHS", help="image files, folders or glob patterns ('photos/**/*.jpg')"
     )
     explain.add_argument(
-        "--method", default="grad_cam", help="attribution method (default grad_cam; --list shows them)"
+        "--method", nargs="+", default=["grad_cam"], metavar="METHOD",
+        help="one or more attribution methods (default grad_cam; --list shows them)",
     )
-    explain.add_argument("--list", action=_ListMethods, help="list the attribution methods and exit")
+    explain.add_argument(
+        "--option", action="append", default=[], metavar="METHOD.NAME=VALUE",
+        help="a method's option, e.g. integrated_gradients.steps=32 (repeat for more; --list shows them)",
+    )
+    explain.add_argument("--list", action=_ListMethods, help="list the attribution methods and their options, and exit")
     explain.add_argument(
         "--out", required=True, type=Path, metavar="DIR",
         help="output folder (created if missing); images inside it are never explained, so it may lie inside PATHS",
     )
-    explain.add_argument("--model", default="efficientnet_lite0", help="model name (default efficientnet_lite0)")
+    explain.add_argument(
+        "--model", default="efficientnet_lite0",
+        help="a model name (default efficientnet_lite0), or module:function / file.py:function returning your model",
+    )
     explain.add_argument("--layer", default=None, help="layer for CAM methods (default: the model's)")
     explain.add_argument("--target", default=None, help="class index or name (default: each image's prediction)")
     explain.add_argument(
         "--metrics", nargs="*", default=[], choices=["deletion", "insertion", "average_drop"],
         help="metrics to compute for each map",
     )
+    explain.add_argument(
+        "--batch-size", type=int, default=None, metavar="N",
+        help="images per pass through the model (default: 1 on a CPU, 8 on a GPU)",
+    )
+    explain.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when present, else cpu)")
+    where = explain.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="run N worker processes on this machine (Dask)"
+    )
+    where.add_argument(
+        "--scheduler", default=None, metavar="ADDRESS", help="run on an existing Dask cluster (tcp://host:8786)"
+    )
+    explain.add_argument(
+        "--shard", default=None, metavar="K/N", help="take only the K-th of N disjoint parts of the images (array jobs)"
+    )
+    explain.add_argument(
+        "--threads", type=int, default=None, metavar="N", help="PyTorch threads per process (default: PyTorch's choice)"
+    )
+    explain.add_argument(
+        "--retry-errors", action="store_true", help="compute again the images whose earlier records are errors"
+    )
     explain.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in the PNG (0 to 1)")
     explain.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    summary = commands.add_parser(
+        "summary", help="write DIR/summary.csv from the records of explain runs (at any time, even during one)"
+    )
+    summary.add_argument("out", type=Path, metavar="DIR", help="the output folder of explain")
     return parser
 
 
-def find_images(
-    paths: Sequence[str], exclude: Path | None = None
-) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Image files under ``paths`` (sorted, without repeats) and ``(path, problem)`` for
-    paths that matched nothing.
-
-    Files in folders and glob matches are taken by suffix (:data:`IMAGE_SUFFIXES`); a link
-    among them is kept even when it leads nowhere, so that loading it reports why. Nothing
-    inside the folder ``exclude`` (the output folder) is returned, even when named.
-    """
-    outside = _outside(exclude)
-    found: dict[Path, None] = {}
-    missing: list[tuple[str, str]] = []
-    for raw in paths:
-        path = Path(raw).expanduser()
-        if any(ch in raw for ch in "*?["):
-            matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
-            files = [p for p in matches if _is_image_file(p)]
-            kept = [p for p in files if outside(p)]
-            if not kept:
-                missing.append((raw, "the pattern matched no image files" + _excluded_note(files)))
-            found.update(dict.fromkeys(kept))
-        elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if _is_image_file(p))
-            kept = [p for p in files if outside(p)]
-            if not kept:
-                missing.append(
-                    (raw, "the folder holds no image files (" + ", ".join(IMAGE_SUFFIXES) + ")" + _excluded_note(files))
-                )
-            found.update(dict.fromkeys(kept))
-        elif path.is_file() or path.is_symlink():
-            if outside(path):
-                found[path] = None
-            else:
-                missing.append((raw, "the file is inside the output folder --out; results are not explained"))
-        else:
-            missing.append((raw, "no such file or folder"))
-    return list(found), missing
-
-
-def _is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and (path.is_file() or path.is_symlink())
-
-
-def _outside(folder: Path | None) -> Callable[[Path], bool]:
-    """A test: does a path lie outside ``folder`` (links in its parents followed)?"""
-    if folder is None:
-        return lambda path: True
-    root = folder.expanduser().resolve()
-
-    def outside(path: Path) -> bool:
-        # the parent is resolved, not the file: a link inside the folder is inside it
-        where = path.expanduser().absolute().parent.resolve() / path.name
-        return not where.is_relative_to(root)
-
-    return outside
-
-
-def _excluded_note(files: Sequence[Path]) -> str:
-    return " outside the output folder --out" if files else ""
-
-
-def _output_names(files: Sequence[Path]) -> dict[Path, str]:
-    """A distinct, readable output name per file: its path below the common folder, with
-    separators turned into ``__`` and the suffix dropped."""
-    # the folder is resolved, not the file: a link keeps its own name (and a loop resolves)
-    resolved = [f.expanduser().absolute().parent.resolve() / f.name for f in files]
-    if not resolved:
-        return {}
-    parents = [str(p.parent) for p in resolved]
-    root = Path(os.path.commonpath(parents))
-    names = {}
-    for original, path in zip(files, resolved):
-        relative = path.relative_to(root).with_suffix("")
-        names[original] = "__".join(relative.parts)
-    return names
-
-
-def _load_summary(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    path = out / "summary.json"
-    if not path.is_file():
-        return {}
-    try:
-        rows = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return {(row["file"], row["method"]): row for row in rows if isinstance(row, dict) and "file" in row}
-
-
-def _write_summary(out: Path, rows: list[dict[str, Any]]) -> None:
-    (out / "summary.json").write_text(json.dumps(rows, indent=1))
-    with (out / "summary.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row.get(k, "") for k in SUMMARY_FIELDS})
-
-
-def _summary_row(path: Path, method: str, record: dict[str, Any]) -> dict[str, Any]:
-    """One row of the summary from an :meth:`Explanation.save` record."""
-    result = record["methods"][method]
-    return {
-        "file": str(path), "method": method, "status": "ok", "error": "",
-        "predicted": record["predicted"], "predicted_class": record["predicted_class"],
-        "probability": record["probability"], "target": record["target"], "target_class": record["target_class"],
-        **{name: round(value, 4 if name == "average_drop" else 6) for name, value in result["metrics"].items()},
-        "png": result["png"], "npy": result["npy"],
-    }
-
-
 def explain(args: argparse.Namespace) -> int:
-    """``python -m vizwidgets explain``: :func:`vizwidgets.explain.explain` on each file, saved."""
-    # here, not above: `python -m vizwidgets --help` and the course command must not wait for torch
-    from tqdm.auto import tqdm
+    """``python -m vizwidgets explain``: :func:`vizwidgets.dataset.explain_dataset`, reported."""
+    from vizwidgets.dataset import explain_dataset, parse_option
 
-    import vizwidgets as vw
-    from vizwidgets.attribution import METHODS
-    from vizwidgets.explain import explain as explain_images
-    from vizwidgets.viz import Display
-
-    if args.method not in METHODS:
+    try:
+        options: dict[str, dict[str, Any]] = {}
+        for text in args.option:
+            method, name, value = parse_option(text)
+            options.setdefault(method, {})[name] = value
+        target: Any = args.target
+        if target is not None and target.strip().lstrip("-").isdigit():
+            target = int(target)
+        report = explain_dataset(
+            args.paths, args.out, args.method, model=args.model, options=options, target=target, layer=args.layer,
+            metrics=args.metrics, batch_size=args.batch_size, device=args.device, workers=args.workers,
+            scheduler=args.scheduler, shard=args.shard, threads=args.threads, retry_errors=args.retry_errors,
+            alpha=args.alpha, progress=not args.no_progress,
+        )
+    except (ValueError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
         print(
-            f"error: unknown method {args.method!r}; choose from {', '.join(sorted(METHODS))} "
-            "(python -m vizwidgets explain --list describes them)",
+            f"interrupted: every result finished so far is kept in {args.out}; run the same command again to go on",
             file=sys.stderr,
         )
+        return 130
+    print(
+        f"{report.explained} explained, {report.reused} already done, {report.failed} failed "
+        f"({report.images} images); summary in {report.summary}"
+    )
+    return report.exit_status
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from vizwidgets.dataset import RECORDS, write_summary
+
+    if not (args.out / RECORDS).is_dir():
+        print(f"error: {args.out} holds no records of python -m vizwidgets explain", file=sys.stderr)
         return 2
-    if not 0 <= args.alpha <= 1:
-        print(f"error: --alpha must be between 0 and 1, got {args.alpha}", file=sys.stderr)
-        return 2
-    if args.layer is not None and not METHODS[args.method].needs_layer:
-        print(f"error: --layer is for CAM methods; {args.method} has no layer", file=sys.stderr)
-        return 2
-    files, missing = find_images(args.paths, exclude=args.out)
-    for raw, problem in missing:
-        print(f"error: {raw}: {problem}", file=sys.stderr)
-    model = vw.load_model(args.model)
-    target: Any = args.target
-    if target is not None:
-        target = int(target) if target.strip().isdigit() else target
-        try:
-            target = model.classes.resolve(target) if isinstance(target, str) else target
-        except ValueError as error:
-            print(f"error: --target: {error}", file=sys.stderr)
-            return 2
-    display = Display(opacity=args.alpha, sign="absolute", scaling="percentile")
-    args.out.mkdir(parents=True, exist_ok=True)
-    previous = _load_summary(args.out)
-    names = _output_names(files)
-    rows: dict[tuple[str, str], dict[str, Any]] = dict(previous)
-    failed = len(missing)
-    done = skipped = 0
-    for path in tqdm(files, desc=f"{args.method}", disable=args.no_progress, unit="image"):
-        key = (str(path), args.method)
-        png = args.out / f"{names[path]}.{args.method}.png"
-        npy = args.out / f"{names[path]}.{args.method}.npy"
-        old = previous.get(key)
-        if old is not None and old.get("status") == "ok" and png.is_file() and npy.is_file():
-            skipped += 1
-            continue
-        try:
-            (explanation,) = explain_images(
-                model, [str(path)], [args.method], target=target, layer=args.layer, metrics=args.metrics,
-            )
-            record = explanation.save(args.out, names[path], display=display)
-            row = _summary_row(path, args.method, record)
-            done += 1
-        except (OSError, ValueError, TypeError) as error:
-            failed += 1
-            row = {
-                "file": str(path), "method": args.method, "status": "error", "error": f"{type(error).__name__}: {error}"
-            }
-            # our loader's messages name the file and the fix; others get the file named here
-            message = str(error) if str(path) in str(error) else f"{path}: {error}"
-            tqdm.write(f"error: {message}", file=sys.stderr)
-        rows[key] = row
-        _write_summary(args.out, list(rows.values()))  # after every file: an interrupted run keeps its work
-    _write_summary(args.out, list(rows.values()))
-    print(f"{done} explained, {skipped} already done, {failed} failed; summary in {args.out / 'summary.csv'}")
-    return 1 if failed else 0
+    print(f"summary in {write_summary(args.out)}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -342,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.jupyter_args = passed_on
     if args.command == "explain":
         return explain(args)
+    if args.command == "summary":
+        return _summary(args)
     if args.command == "methods":
         print(methods_listing())
         return 0
