@@ -55,6 +55,7 @@ import os
 import socket
 import sys
 import time
+import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -292,6 +293,17 @@ def _weights_digest(model: Any) -> str:
         digest.update(key.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def _layer_names(model: Any) -> list[str]:
+    """The layers worth naming in a message: the curated list of
+    :func:`~vizwidgets.models.list_layers` (a pass of zeros without gradients)."""
+    from vizwidgets.models import list_layers
+
+    try:
+        return [layer.name for layer in list_layers(model)]
+    except Exception:  # noqa: BLE001 - only for a message: fall back to the module names
+        return [name for name, _ in model.model.named_children()]
 
 
 def _plain(value: Any) -> Any:
@@ -770,7 +782,12 @@ def explain_dataset(
     checked: dict[str, dict[str, Any]] = {}
     layers: dict[str, str | None] = {}
     for name, given in requests:
-        built = METHODS[name](adapter, layer if METHODS[name].needs_layer else None)
+        try:
+            built = METHODS[name](adapter, layer if METHODS[name].needs_layer else None)
+        except ValueError as error:
+            if layer is None:
+                raise
+            raise ValueError(f"{error} Layers to choose from: {', '.join(_layer_names(loaded))}") from None
         checked[name] = built.check_options(given)
         layers[name] = getattr(built, "layer", None)
     if layer is not None and not any(METHODS[name].needs_layer for name, _ in requests):
@@ -933,10 +950,12 @@ def _run_on_dask(
         cores = os.cpu_count() or 1
         if settings.threads is None:
             settings = _with(settings, threads=max(1, cores // workers))
-        cluster = distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=40, scheduler_port=0,
-        )
+        with warnings.catch_warnings():  # "port 8787 is in use, using another": only loopback, any port will do
+            warnings.filterwarnings("ignore", message=".*already in use", category=UserWarning)
+            cluster = distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None, silence_logs=40, scheduler_port=0,
+            )
         client = distributed.Client(cluster)
     elif scheduler is not None:
         try:

@@ -207,12 +207,17 @@ def _from_str(text: str, max_pixels: int) -> Image.Image:
 def _from_path(path: Path, max_pixels: int) -> Image.Image:
     try:
         is_dir = path.is_dir()
-        path.stat()  # follows links: a loop, a dangling link or a missing file raise here
+        size = path.stat().st_size  # follows links: a loop, a dangling link or a missing file raise here
     except OSError as error:
         raise _path_error(path, error) from None
     if is_dir:
         raise IsADirectoryError(
             f"{str(path)!r} is a folder, not an image file; pass the path of one image in it"
+        )
+    if size == 0:
+        raise ValueError(
+            f"the file {str(path)!r} is empty (0 bytes): a copy or download that did not finish? "
+            "copy or export the image again"
         )
     try:
         file = open(path, "rb")  # noqa: SIM115 - closed by the with below
