@@ -3,7 +3,7 @@ finds, what it writes and how it reports files it cannot read."""
 
 from __future__ import annotations
 
-import json
+import csv
 import os
 import re
 import struct
@@ -22,6 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "vizwidgets" / "data" / "images"
 
 
+def _rows(out: Path) -> list[dict[str, str]]:
+    with (out / "summary.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     with pytest.raises(SystemExit) as raised:
         cli_main(argv)
@@ -35,12 +40,13 @@ def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def test_explain_help_describes_every_output(capsys: pytest.CaptureFixture[str]) -> None:
     text = _help(["explain", "--help"], capsys)
     after = text.split("it writes, into DIR:", 1)[1]  # the description goes on past the colon
-    for name in ("<name>.<method>.png", "<name>.<method>.npy", "summary.csv", "summary.json", "status"):
+    for name in ("maps/<name>.<method>.png", "maps/<name>.<method>.npy", "records/*.jsonl", "summary.csv",
+                 "status", "summary DIR"):
         assert name in after, name
     assert "Nothing inside DIR is explained" in text  # the output folder is left alone
     assert "never explained" in text  # ... and --out says so too
     assert "``" not in text  # reStructuredText markup is not shown in a terminal
-    assert "--list" in text and "exit status is 1" in text
+    assert "--list" in text and "Exit status: 0" in text and "2 for a mistake in the arguments" in text
 
 
 def test_list_prints_the_registered_methods(capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,7 +79,7 @@ def test_an_unknown_method_lists_the_valid_names(tmp_path: Path, capsys: pytest.
     assert status == 2
     err = capsys.readouterr().err
     assert "unknown method 'nope'" in err and "grad_cam" in err and "lrp" in err
-    assert "--list" in err
+    assert "python -m vizwidgets methods" in err
 
 
 # ----------------------------------------------------------------------------- finding images
@@ -115,15 +121,17 @@ def test_output_folder_inside_the_input_is_not_explained_on_the_next_run(
     argv = ["explain", ".", "--out", "results/", "--no-progress"]
     assert cli_main(argv) == 0
     assert "2 explained, 0 already done, 0 failed" in capsys.readouterr().out
-    written = sorted(p.name for p in (folder / "results").iterdir())
-    assert "chelsea.grad_cam.png" in written and "coffee.grad_cam.png" in written
+    written = sorted(p.relative_to(folder).as_posix() for p in (folder / "results").rglob("*") if p.is_file()
+                     and "records" not in p.parts)
+    assert "results/maps/chelsea.jpg.grad_cam.png" in written and "results/maps/coffee.png.grad_cam.png" in written
     assert cli_main(argv) == 0
     assert "0 explained, 2 already done, 0 failed" in capsys.readouterr().out
-    rows = json.loads((folder / "results" / "summary.json").read_text())
+    rows = _rows(folder / "results")
     assert sorted(Path(row["file"]).name for row in rows) == ["chelsea.jpg", "coffee.png"]
     assert not any("results" in Path(row["file"]).parts for row in rows)
-    assert not list((folder / "results").glob("*.grad_cam.grad_cam.*"))  # no overlay explained
-    assert sorted(p.name for p in (folder / "results").iterdir()) == written
+    assert not list((folder / "results").rglob("*.grad_cam.png.grad_cam.*"))  # no overlay explained
+    assert sorted(p.relative_to(folder).as_posix() for p in (folder / "results").rglob("*") if p.is_file()
+                  and "records" not in p.parts) == written
 
 
 # ----------------------------------------------------------------------------- files it cannot read
@@ -163,7 +171,7 @@ def test_files_it_cannot_read_are_named_with_the_fix(
         assert problem in line and fix in line
         assert line.count(str(folder / name)) == 1  # named once, not twice
         assert "PSD" not in line and "ICNS" not in line  # no list of every format PIL knows
-    rows = json.loads((out / "summary.json").read_text())
+    rows = _rows(out)
     assert sorted(r["status"] for r in rows) == ["error"] * 4 + ["ok"] * 2
 
 
@@ -190,23 +198,23 @@ def test_batch_command_on_a_folder_with_a_corrupt_file(tmp_path, capsys) -> None
     assert status == 1
     captured = capsys.readouterr()
     assert "broken.jpg" in captured.err and "19 explained, 0 already done, 1 failed" in captured.out
-    assert len(list(out.glob("*.png"))) == 19 and len(list(out.glob("*.npy"))) == 19
-    rows = json.loads((out / "summary.json").read_text())
+    assert len(list(out.rglob("*.png"))) == 19 and len(list(out.rglob("*.npy"))) == 19
+    rows = _rows(out)
     assert len(rows) == 20
     assert [r["status"] for r in rows].count("ok") == 19
     errors = [r for r in rows if r["status"] == "error"]
     assert len(errors) == 1 and errors[0]["file"].endswith("broken.jpg")
     chelsea = next(r for r in rows if r["file"].endswith("chelsea.jpg"))
-    assert chelsea["predicted_class"] == "Egyptian cat" and chelsea["target"] == 285
-    assert np.load(out / "chelsea.grad_cam.npy").shape == (1, 224, 224)
-    assert (out / "more__copy0.grad_cam.png").is_file()  # a file in a subfolder keeps its path
+    assert chelsea["predicted_class"] == "Egyptian cat" and chelsea["target"] == "285"
+    assert np.load(out / "maps" / "chelsea.jpg.grad_cam.npy").shape == (1, 224, 224)
+    assert (out / "maps" / "more" / "copy0.png.grad_cam.png").is_file()  # a file in a subfolder keeps its path
     assert (out / "summary.csv").read_text().count("\n") == 21
-    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
-    # a second run skips the 19 finished files
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    # a second run skips the 19 finished files, and the broken one (its error is kept)
     assert cli_main(["explain", str(folder), "--out", str(out), "--no-progress"]) == 1
-    assert "0 explained, 19 already done, 1 failed" in capsys.readouterr().out
-    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == stamps
-    assert len(json.loads((out / "summary.json").read_text())) == 20
+    assert "0 explained, 20 already done, 1 failed" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == stamps
+    assert len(_rows(out)) == 20
 
 
 def test_batch_command_runs_as_a_module(tmp_path) -> None:
@@ -219,8 +227,8 @@ def test_batch_command_runs_as_a_module(tmp_path) -> None:
         capture_output=True, text=True, check=False, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    row = json.loads((tmp_path / "o" / "summary.json").read_text())[0]
-    assert row["target_class"] == "espresso" and 0 <= row["deletion"] <= 1
+    (row,) = _rows(tmp_path / "o")
+    assert row["target_class"] == "espresso" and 0 <= float(row["deletion"]) <= 1
     bad = subprocess.run(
         [sys.executable, "-m", "vizwidgets", "explain", str(folder), "--method", "nope", "--out", str(tmp_path / "o")],
         capture_output=True, text=True, check=False,

@@ -367,19 +367,6 @@ def test_unreadable_files_become_error_records_and_the_rest_is_explained(
     assert len(list(read_records(out))) == 14 + 1 + 4
 
 
-def test_the_output_folder_is_never_an_input(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    folder = tmp_path / "photos"
-    _make_images(folder, 2)
-    monkeypatch.chdir(folder)
-    for _ in range(2):
-        status, said, _ = _run(capsys, ".", "--method", "gradient", "--out", "results")
-        assert status == 0
-    assert "0 explained, 2 already done" in said
-    assert len(_summary(folder / "results")) == 2
-    assert not [r for r in read_records(folder / "results") if "results" in Path(r["file"]).parts]
-
-
 @pytest.mark.parametrize(
     ("extra", "words"),
     [
