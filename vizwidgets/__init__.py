@@ -5,8 +5,9 @@ The package behind the course in ``course/``: an offline pretrained ImageNet mod
 attribution methods in :mod:`vizwidgets.attribution`; activations in
 :mod:`vizwidgets.features`; maximisation, fooling and style transfer in
 :mod:`vizwidgets.synthesis`; metrics and comparisons in :mod:`vizwidgets.metrics` and
-:mod:`vizwidgets.compare`; display in :mod:`vizwidgets.viz`; the batch command in
-:mod:`vizwidgets.cli` (``python -m vizwidgets explain``).
+:mod:`vizwidgets.compare`; display in :mod:`vizwidgets.viz`; one image's whole chain in
+:mod:`vizwidgets.explain`; whole datasets in :mod:`vizwidgets.dataset`, whose command is
+``python -m vizwidgets explain`` (:mod:`vizwidgets.cli`).
 
 Importing the package is light: it imports neither PyTorch nor a model. The names below
 are loaded from their modules the first time they are used.

@@ -213,7 +213,8 @@ def explain(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         print(
-            f"interrupted: every result finished so far is kept in {args.out}; run the same command again to go on",
+            f"interrupted: every result finished so far is kept in {args.out}; run the same command again to go "
+            f"on, or python -m vizwidgets summary {args.out} for the summary of what is done",
             file=sys.stderr,
         )
         return 130

@@ -348,12 +348,22 @@ def read_records(out: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     A line without its newline (a process killed while writing it) or that is not a JSON
     object is skipped.
     """
-    folder = Path(out) / RECORDS
-    if not folder.is_dir():
-        return
-    for path in sorted(folder.glob("*.jsonl")):
+    for record, _, _ in _scan(Path(out)):
+        yield record
+
+
+def _record_files(out: Path) -> list[Path]:
+    folder = out / RECORDS
+    return sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+
+
+def _scan(out: Path) -> Iterator[tuple[dict[str, Any], int, int]]:
+    """``(record, file number, byte offset)`` of every complete record."""
+    for number, path in enumerate(_record_files(out)):
         with path.open("rb") as stream:
+            offset = 0
             for line in stream:
+                start, offset = offset, offset + len(line)
                 if not line.endswith(b"\n"):
                     continue
                 try:
@@ -361,17 +371,40 @@ def read_records(out: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 except ValueError:
                     continue
                 if isinstance(record, dict) and "file" in record and "method" in record:
-                    yield record
+                    yield record, number, start
 
 
-def _latest(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
+@dataclass(frozen=True)
+class _Seen:
+    """What resuming needs of a file's latest record for a method (a few fields, not the whole
+    record: at 10^6 images the index stays a few hundred bytes per result)."""
+
+    finished: float
+    where: tuple[int, int]  # records file number, byte offset
+    settings: str
+    size: int | None
+    mtime_ns: int | None
+    ok: bool
+    name: str
+    png: str
+    npy: str
+    error: str
+
+
+def _index(out: Path) -> dict[tuple[str, str], _Seen]:
     """The latest record of each (file, method) (by finishing time; a tie goes to the later line)."""
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for record in read_records(out):
+    latest: dict[tuple[str, str], _Seen] = {}
+    for record, number, offset in _scan(out):
         key = (str(record["file"]), str(record["method"]))
+        finished = float(record.get("finished", 0))
         old = latest.get(key)
-        if old is None or float(record.get("finished", 0)) >= float(old.get("finished", 0)):
-            latest[key] = record
+        if old is None or finished >= old.finished:
+            ok = record.get("status") == "ok"
+            latest[key] = _Seen(
+                finished, (number, offset), str(record.get("settings", "")), record.get("size"),
+                record.get("mtime_ns"), ok, str(record.get("name", "")), str(record.get("png", "")),
+                str(record.get("npy", "")), "" if ok else str(record.get("error", "")),
+            )
     return latest
 
 
@@ -383,32 +416,49 @@ def _row(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: ("" if v is None else v) for k, v in row.items()}
 
 
+_NUMBERS = {"predicted": "int64", "target": "int64", "probability": "float64", "deletion": "float64",
+            "insertion": "float64", "average_drop": "float64", "seconds": "float64"}
+
+
 def write_summary(out: str | os.PathLike[str]) -> Path:
     """Write ``out/summary.csv`` (and ``summary.parquet`` when pyarrow is installed) from the
     records: the latest record of each image and method, one row each, sorted by file and
-    method. Each file is written whole or not at all. Returns the CSV's path."""
+    method. Rows are read back one at a time, so memory holds only the index. Each file is
+    written whole or not at all. Returns the CSV's path."""
     out = Path(out)
-    rows = [_row(record) for _, record in sorted(_latest(out).items())]
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
+    index = _index(out)
+    paths = _record_files(out)
+
+    def write_csv(stream: Any) -> None:
+        text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+        writer = csv.DictWriter(text, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        handles: dict[int, Any] = {}
+        try:
+            for key in sorted(index):
+                number, offset = index[key].where
+                if number not in handles:
+                    handles[number] = paths[number].open("rb")
+                handles[number].seek(offset)
+                writer.writerow(_row(json.loads(handles[number].readline())))
+        finally:
+            for handle in handles.values():
+                handle.close()
+        text.flush()
+        text.detach()
+
     target = out / "summary.csv"
-    write_atomic(target, text.getvalue().encode())
+    write_atomic(target, write_csv)
     try:
         import pyarrow as pa
+        import pyarrow.csv as pa_csv
         import pyarrow.parquet as pq
     except ImportError:
         return target
-    columns = {name: [row[name] for row in rows] for name in SUMMARY_FIELDS}
-    for name in ("predicted", "target"):
-        columns[name] = [None if v == "" else int(v) for v in columns[name]]
-    for name in ("probability", "deletion", "insertion", "average_drop", "seconds"):
-        columns[name] = [None if v == "" else float(v) for v in columns[name]]
-    for name in set(SUMMARY_FIELDS) - {"predicted", "target", "probability", "deletion", "insertion",
-                                       "average_drop", "seconds"}:
-        columns[name] = [str(v) for v in columns[name]]
-    table = pa.table(columns)
+    types = {name: pa.type_for_alias(_NUMBERS.get(name, "string")) for name in SUMMARY_FIELDS}
+    table = pa_csv.read_csv(
+        target, convert_options=pa_csv.ConvertOptions(column_types=types, strings_can_be_null=False)
+    )
     write_atomic(out / "summary.parquet", lambda stream: pq.write_table(table, stream))
     return target
 
@@ -774,6 +824,10 @@ def explain_dataset(
         batch_size = 1 if torch_device.type == "cpu" else 8
     batch_size = _whole(batch_size, "batch_size")
     out = Path(out).expanduser()
+    if isinstance(model, str) and ":" in model:  # file.py:function: the same file from any folder
+        where, _, function = model.rpartition(":")
+        if where.endswith(".py"):
+            model = f"{Path(where).expanduser().absolute()}:{function}"
     # the model, loaded here to check the layer, target and options against it (the workers
     # of a cluster load their own copy, once each)
     loaded = load_model_spec(model, str(torch_device) if workers is None and scheduler is None and client is None
@@ -821,8 +875,8 @@ def explain_dataset(
     if shard_of is not None:
         k, n = shard_of
         identities = [p for p in identities if _shard_of(p, n) == k - 1]
-    latest = _latest(out)
-    known_names = {file: str(record["name"]) for (file, _), record in latest.items() if record.get("name")}
+    latest = _index(out)
+    known_names = {file: seen.name for (file, _), seen in latest.items() if seen.name}
     names = _output_names(identities, known_names)
     files: list[_File] = []
     pending: list[tuple[str, ...]] = []
@@ -842,9 +896,9 @@ def explain_dataset(
             old = latest.get((file.path, method))
             if old is not None and _reusable(old, file, digests[method], out, retry_errors):
                 reused += 1
-                if old["status"] == "error":
+                if not old.ok:
                     failed += 1
-                    errors.append((file.path, method, str(old.get("error", ""))))
+                    errors.append((file.path, method, old.error))
             else:
                 left.append(method)
         files.append(file)
@@ -880,6 +934,7 @@ def explain_dataset(
                 if workers is None and scheduler is None and client is None
                 else _run_on_dask(jobs, settings, model_arg, workers=workers, scheduler=scheduler, client=client)
             )
+            said = ("", "")
             for job, records in results:
                 assert log is not None
                 for record in records:
@@ -889,7 +944,9 @@ def explain_dataset(
                     else:
                         failed += 1
                         errors.append((record["file"], record["method"], record["error"]))
-                        say(f"error: {record['method']}: {record['error']}")
+                        if said != (record["file"], record["error"]):  # a file no method can read: once
+                            said = (record["file"], record["error"])
+                            say(f"error: {record['error']}")
                 bar.update(len(job.files))
     finally:
         torch.set_num_threads(threads_before)  # a notebook's setting is its own
@@ -903,12 +960,12 @@ def explain_dataset(
     )
 
 
-def _reusable(old: Mapping[str, Any], file: _File, digest: str, out: Path, retry_errors: bool) -> bool:
-    if old.get("settings") != digest or old.get("size") != file.size or old.get("mtime_ns") != file.mtime_ns:
+def _reusable(old: _Seen, file: _File, digest: str, out: Path, retry_errors: bool) -> bool:
+    if old.settings != digest or old.size != file.size or old.mtime_ns != file.mtime_ns:
         return False
-    if old.get("status") == "error":
+    if not old.ok:
         return not retry_errors
-    return bool(old.get("png")) and (out / old["png"]).is_file() and (out / old["npy"]).is_file()
+    return bool(old.png) and (out / old.png).is_file() and (out / old.npy).is_file()
 
 
 def _jobs(files: Sequence[_File], pending: Sequence[tuple[str, ...]], batch_size: int) -> Iterator[_Job]:
