@@ -148,6 +148,19 @@ def test_an_existing_cluster_by_its_address_and_by_a_client(
             assert not client.futures or all(f.status != "pending" for f in client.futures.values())
         got = _maps(tmp_path / "b")
         assert all(np.array_equal(v, expected[k]) for k, v in got.items()) and len(got) == 24
+        # a model named by module:function is loaded once per worker, not once per task
+        loads = tmp_path / "loads.txt"
+        (tmp_path / "counted.py").write_text(
+            "import os\nimport vizwidgets as vw\n\n"
+            f"def model():\n    with open({str(loads)!r}, 'a') as log:\n        log.write(f'{{os.getpid()}}\\n')\n"
+            "    return vw.load_model()\n"
+        )
+        status, said, _ = _run(capsys, str(twenty_four), "--method", "gradient", "--scheduler", address,
+                               "--model", f"{tmp_path / 'counted.py'}:model", "--out", str(tmp_path / "c"))
+        assert status == 0 and "24 explained" in said
+        pids = loads.read_text().split()
+        assert pids[0] == str(os.getpid())  # the command's own check of the arguments ...
+        assert 1 <= len(pids[1:]) <= 2 and len(set(pids[1:])) == len(pids[1:])  # ... then once per worker
     _no_children_left()
 
 
