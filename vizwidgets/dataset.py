@@ -520,32 +520,42 @@ def _model_for(spec: Any, settings: _Settings) -> Any:
 
 def _run_job(job: _Job, settings: _Settings, model_spec: Any) -> list[dict[str, Any]]:
     """Explain ``job``'s images with its methods, write their files, return their records."""
-    import torch
+    failed, images = _load(job, settings)
+    model = _model_for(model_spec, settings)
+    return _write(failed, _explain_images(model, images, job.methods, settings), settings)
 
+
+def _load(job: _Job, settings: _Settings) -> tuple[list[dict[str, Any]], list[tuple[_File, Any]]]:
+    """``job``'s images, decoded, and an error record per method for each that cannot be."""
     from vizwidgets.data import load_image
 
-    if settings.threads and torch.get_num_threads() != settings.threads:
-        torch.set_num_threads(settings.threads)
-    model = _model_for(model_spec, settings)
-    records: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
     images: list[tuple[_File, Any]] = []
     for file in job.files:
         try:
             images.append((file, load_image(Path(file.path), max_pixels=settings.max_pixels)))
         except Exception as error:  # noqa: BLE001 - every failure becomes the file's record
-            records += [_error_record(file, method, settings, error) for method in job.methods]
-    if images:
-        records += _explain_images(model, images, job.methods, settings)
-    return records
+            failed += [_error_record(file, method, settings, error) for method in job.methods]
+    return failed, images
+
+
+# what explaining gives per image and method: its explanation to save, or its error record
+_Outcome = tuple[_File, str, Any] | dict[str, Any]
 
 
 def _explain_images(
     model: Any, images: list[tuple[_File, Any]], methods: tuple[str, ...], settings: _Settings
-) -> list[dict[str, Any]]:
-    """Records of ``images`` x ``methods``: all at once, else one image at a time, else one
+) -> list[_Outcome]:
+    """``images`` x ``methods`` explained: all at once, else one image at a time, else one
     method at a time, so that one failure costs only its own record."""
+    import torch
+
     from vizwidgets.explain import explain
 
+    if not images:
+        return []
+    if settings.threads and torch.get_num_threads() != settings.threads:
+        torch.set_num_threads(settings.threads)
     try:
         explanations = explain(
             model, [picture for _, picture in images], [(m, settings.methods[m]) for m in methods],
@@ -559,13 +569,23 @@ def _explain_images(
         if len(methods) > 1:
             return [r for m in methods for r in _explain_images(model, images, (m,), settings)]
         return [_error_record(images[0][0], methods[0], settings, error)]
-    records = []
-    for (file, _), explanation in zip(images, explanations):
-        for method in methods:
-            try:
-                records.append(_save(file, explanation, method, settings))
-            except Exception as error:  # noqa: BLE001 - a full disk, a folder in the way
-                records.append(_error_record(file, method, settings, error))
+    return [(file, method, explanation) for (file, _), explanation in zip(images, explanations) for method in methods]
+
+
+def _write(
+    failed: list[dict[str, Any]], outcomes: list[_Outcome], settings: _Settings
+) -> list[dict[str, Any]]:
+    """Save each explanation's files; the records of all, error records included."""
+    records = list(failed)
+    for outcome in outcomes:
+        if isinstance(outcome, dict):
+            records.append(outcome)
+            continue
+        file, method, explanation = outcome
+        try:
+            records.append(_save(file, explanation, method, settings))
+        except Exception as error:  # noqa: BLE001 - a full disk, a folder in the way
+            records.append(_error_record(file, method, settings, error))
     return records
 
 
@@ -986,8 +1006,27 @@ def _jobs(files: Sequence[_File], pending: Sequence[tuple[str, ...]], batch_size
 def _run_here(
     jobs: Iterable[_Job], settings: _Settings, model: Any
 ) -> Iterator[tuple[_Job, list[dict[str, Any]]]]:
-    for job in jobs:
-        yield job, _run_job(job, settings, model)
+    """The jobs in this process, as a pipeline: while the model explains one job, a thread
+    decodes the next job's images and another saves the previous job's files (decoding and PNG
+    encoding let go of the GIL), so the model rarely waits for the disk."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    queue = iter(jobs)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vizwidgets-io") as pool:
+        job = next(queue, None)
+        loading = pool.submit(_load, job, settings) if job is not None else None
+        writing = None
+        while job is not None and loading is not None:
+            failed, images = loading.result()
+            following = next(queue, None)
+            loading = pool.submit(_load, following, settings) if following is not None else None
+            outcomes = _explain_images(model, images, job.methods, settings)
+            if writing is not None:
+                yield writing[0], writing[1].result()
+            writing = (job, pool.submit(_write, failed, outcomes, settings))
+            job = following
+        if writing is not None:
+            yield writing[0], writing[1].result()
 
 
 def _run_on_dask(
