@@ -12,6 +12,17 @@ from typing import BinaryIO
 __all__ = ["write_atomic", "scratch_prefix"]
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0o666 less the process's umask (mkstemp's
+    own 0o600 would make results unreadable to the rest of a team)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_MODE = _file_mode()
+
+
 def scratch_prefix() -> str:
     """``"<host>.<pid>."``: how temporary files in a scratch folder start, so that a later run can
     tell the leftovers of a process that was killed (same host, process gone) from the files of
@@ -32,6 +43,8 @@ def write_atomic(
         handle, temporary = tempfile.mkstemp(prefix=scratch_prefix(), suffix=".part", dir=scratch)
     try:
         with os.fdopen(handle, "wb") as stream:
+            if hasattr(os, "fchmod"):
+                os.fchmod(stream.fileno(), _MODE)
             if isinstance(write, bytes):
                 stream.write(write)
             else:

@@ -54,6 +54,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 import warnings
 import zlib
@@ -507,22 +508,32 @@ _MODELS: dict[tuple[str, str], Any] = {}  # one model per process and (spec, dev
 
 
 def _model_for(spec: Any, settings: _Settings) -> Any:
+    device = _default_device() if settings.device == "auto" else settings.device
     if not isinstance(spec, str):
-        return spec
-    key = (spec, settings.device)
+        return spec.to(device) if hasattr(spec, "to") else spec
+    key = (spec, device)
     if key not in _MODELS:
         for entry in settings.sys_path:
             if entry not in sys.path:
                 sys.path.append(entry)
-        _MODELS[key] = load_model_spec(spec, settings.device)
+        _MODELS[key] = load_model_spec(spec, device)
     return _MODELS[key]
 
 
+_MODEL_LOCK = threading.Lock()
+
+
 def _run_job(job: _Job, settings: _Settings, model_spec: Any) -> list[dict[str, Any]]:
-    """Explain ``job``'s images with its methods, write their files, return their records."""
+    """Explain ``job``'s images with its methods, write their files, return their records.
+
+    A Dask worker with several threads runs several jobs at once; they share the process's
+    model, whose hooks are per call, so the model is used by one job at a time (decoding and
+    saving still overlap)."""
     failed, images = _load(job, settings)
-    model = _model_for(model_spec, settings)
-    return _write(failed, _explain_images(model, images, job.methods, settings), settings)
+    with _MODEL_LOCK:
+        model = _model_for(model_spec, settings)
+        outcomes = _explain_images(model, images, job.methods, settings)
+    return _write(failed, outcomes, settings)
 
 
 def _load(job: _Job, settings: _Settings) -> tuple[list[dict[str, Any]], list[tuple[_File, Any]]]:
@@ -831,17 +842,23 @@ def explain_dataset(
         _whole(workers, "workers")
     if threads is not None:
         _whole(threads, "threads")
-    device = device or _default_device()
     import torch
 
-    try:
-        torch_device = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"device {device!r} is not a device PyTorch knows ({error}); try cpu or cuda") from error
-    if torch_device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: no CUDA GPU is available here; use --device cpu")
+    here = workers is None and scheduler is None and client is None
+    # in this process the device is checked here; on a cluster each worker has its own (a login
+    # node without a GPU may drive GPU workers), and without --device each worker picks its own
+    device_name = device or (_default_device() if here else "auto")
+    if device_name != "auto":
+        try:
+            torch_device = torch.device(device_name)
+        except RuntimeError as error:
+            raise ValueError(
+                f"device {device_name!r} is not a device PyTorch knows ({error}); try cpu or cuda"
+            ) from error
+        if here and torch_device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device_name!r}: no CUDA GPU is available here; use --device cpu")
     if batch_size is None:
-        batch_size = 1 if torch_device.type == "cpu" else 8
+        batch_size = 8 if device_name.startswith("cuda") else 1
     batch_size = _whole(batch_size, "batch_size")
     out = Path(out).expanduser()
     if isinstance(model, str) and ":" in model:  # file.py:function: the same file from any folder
@@ -850,8 +867,7 @@ def explain_dataset(
             model = f"{Path(where).expanduser().absolute()}:{function}"
     # the model, loaded here to check the layer, target and options against it (the workers
     # of a cluster load their own copy, once each)
-    loaded = load_model_spec(model, str(torch_device) if workers is None and scheduler is None and client is None
-                             else "cpu")
+    loaded = load_model_spec(model, device_name if here else "cpu")
     adapter = adapt(loaded)
     checked: dict[str, dict[str, Any]] = {}
     layers: dict[str, str | None] = {}
@@ -892,12 +908,13 @@ def explain_dataset(
     # --- what is done already, what is left ---
     _clear_scratch(out)
     identities = [_identity(p) for p in found]
-    if shard_of is not None:
-        k, n = shard_of
-        identities = [p for p in identities if _shard_of(p, n) == k - 1]
     latest = _index(out)
     known_names = {file: seen.name for (file, _), seen in latest.items() if seen.name}
-    names = _output_names(identities, known_names)
+    names = _output_names(identities, known_names)  # from all the images: every shard agrees
+    if shard_of is not None:
+        k, n = shard_of
+        kept = [i for i, p in enumerate(identities) if _shard_of(p, n) == k - 1]
+        identities, names = [identities[i] for i in kept], [names[i] for i in kept]
     files: list[_File] = []
     pending: list[tuple[str, ...]] = []
     reused = failed = 0
@@ -933,7 +950,7 @@ def explain_dataset(
 
     # --- the work ---
     settings = _Settings(
-        model=model_name, device=str(torch_device), out=str(out.resolve()), methods=checked, digests=digests,
+        model=model_name, device=device_name, out=str(out.resolve()), methods=checked, digests=digests,
         layers=layers, target=target_index, layer=layer, metrics=wanted_metrics, metric_steps=metric_steps,
         alpha=float(alpha), batch_size=batch_size, max_pixels=max_pixels, threads=threads,
         sys_path=(os.getcwd(), *[p for p in sys.path if p]),
@@ -951,7 +968,7 @@ def explain_dataset(
             model_arg: Any = model if isinstance(model, str) else loaded
             results = (
                 _run_here(jobs, settings, loaded)
-                if workers is None and scheduler is None and client is None
+                if here
                 else _run_on_dask(jobs, settings, model_arg, workers=workers, scheduler=scheduler, client=client)
             )
             said = ("", "")
@@ -1042,6 +1059,7 @@ def _run_on_dask(
         ) from error
     cluster = None
     own_client = client is None
+    environment = dict(os.environ)  # LocalCluster sets OMP_NUM_THREADS=1 and more for its workers
     if workers is not None:
         cores = os.cpu_count() or 1
         if settings.threads is None:
@@ -1061,8 +1079,9 @@ def _run_on_dask(
     try:
         if not isinstance(model, str):
             model = client.scatter(model, broadcast=True, hash=False)
-        threads = sum(client.nthreads().values()) or 1
-        window = 2 * threads + 1
+        def window() -> int:  # two chunks per worker thread in flight, plus one
+            return 2 * (sum(client.nthreads().values()) or 1) + 1
+
         queue = iter(jobs)
         running: dict[Any, _Job] = {}
         done = distributed.as_completed()
@@ -1072,24 +1091,30 @@ def _run_on_dask(
             running[future] = job
             done.add(future)
 
-        for job in islice(queue, window):
+        for job in islice(queue, window()):
             submit(job)
+        finished = 0
         for future in done:
             job = running.pop(future)
+            finished += 1
             try:
                 records = future.result()
             except Exception as error:  # noqa: BLE001 - a worker died or the task failed
                 records = [_error_record(f, m, settings, error) for f in job.files for m in job.methods]
             future.release()
             yield job, records
-            following = next(queue, None)
-            if following is not None:
+            # workers that joined since (a cluster that scales up) get work too
+            wanted = 1 + (max(0, window() - len(running) - 1) if finished % 20 == 0 else 0)
+            for following in islice(queue, wanted):
                 submit(following)
     finally:
         if own_client and client is not None:
             client.close()
         if cluster is not None:
             cluster.close()
+        if cluster is not None:
+            os.environ.clear()
+            os.environ.update(environment)
 
 
 def _with(settings: _Settings, **changes: Any) -> _Settings:
