@@ -338,6 +338,9 @@ def test_a_rerun_with_another_setting_recomputes_only_what_it_changes(
     assert {r["layer"] for r in _summary(out) if r["method"] == "grad_cam"} == {"blocks.5"}
     assert explained("--method", "grad_cam", "--target", "1", "--layer", "blocks.5", "--metrics", "deletion") == 3
     assert all(0 <= float(r["deletion"]) <= 1 for r in _summary(out) if r["method"] == "grad_cam")
+    # the model's name however it is spelled is the same model
+    assert explained("--method", "grad_cam", "--target", "1", "--layer", "blocks.5", "--metrics", "deletion",
+                     "--model", " EfficientNet_Lite0") == 0
     # another model: by its name, and by its weights under the same name
     (tmp_path / "mymodel.py").write_text(_MODEL_FILE)
     spec = f"{tmp_path / 'mymodel.py'}:model"
@@ -352,6 +355,23 @@ def test_a_rerun_with_another_setting_recomputes_only_what_it_changes(
     assert explained("--method", "gradient", "--alpha", "0.7", "--model", spec) == 1
     rows = _summary(out)
     assert len(rows) == 3 * 3  # grad_cam, integrated_gradients, gradient: the latest of each, once
+
+
+def test_maps_without_pictures_and_the_pictures_later(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "photos"
+    _make_images(folder, 2)
+    out = tmp_path / "out"
+    status, said, _ = _run(capsys, str(folder), "--method", "gradient", "--no-pictures", "--out", str(out))
+    assert status == 0 and "2 explained" in said
+    assert len(list(out.rglob("*.npy"))) == 2 and not list(out.rglob("*.png"))
+    assert {r["png"] for r in _summary(out)} == {""}
+    assert "0 explained, 2 already done" in _run(capsys, str(folder), "--method", "gradient", "--no-pictures",
+                                                 "--out", str(out))[1]
+    status, said, _ = _run(capsys, str(folder), "--method", "gradient", "--out", str(out))
+    assert "2 explained" in said  # the pictures asked for now are drawn
+    for row in _summary(out):
+        with Image.open(out / row["png"]) as picture:
+            assert picture.size == (224, 224)
 
 
 def _dds_bytes() -> bytes:
@@ -430,6 +450,7 @@ def test_unreadable_files_become_error_records_and_the_rest_is_explained(
         (["--shard", "two/3"], ["K/N"]),
         (["--device", "cuda:7"], ["cuda"]),
         (["--alpha", "2"], ["alpha"]),
+        (["--scheduler", "tcp://127.0.0.1:9"], ["cannot reach the Dask scheduler", "check the address"]),
     ],
 )
 def test_bad_arguments_exit_2_before_any_work(

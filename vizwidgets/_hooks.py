@@ -35,6 +35,10 @@ def get_module(model: nn.Module, name: str) -> nn.Module:
     """
     if not isinstance(name, str):
         raise TypeError(f"layer must be a layer name (str), got {type(name).__name__}")
+    try:  # a walk down the dotted path: the common case, without listing every module
+        return model.get_submodule(name)
+    except AttributeError:
+        pass
     modules = dict(model.named_modules())
     if name not in modules:
         close = get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.5)
@@ -52,11 +56,7 @@ def forward_hooks(model: nn.Module, hooks: Mapping[str, ForwardHook]) -> Iterato
 
     All names are checked before any hook is registered; all hooks are removed on exit.
     """
-    named = dict(model.named_modules())
-    modules = {
-        name: named[name] if isinstance(name, str) and name in named else get_module(model, name)
-        for name in hooks
-    }
+    modules = {name: get_module(model, name) for name in hooks}
     handles: list[RemovableHandle] = []
     try:
         for name, hook in hooks.items():

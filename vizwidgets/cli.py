@@ -3,7 +3,8 @@
 Every image found under PATHS (files, folders, glob patterns; JPEG, PNG, BMP, GIF, TIFF and
 WebP files by their suffix) is explained with every method, and it writes, into DIR:
 
-- ``maps/<name>.<method>.png``: the map drawn over the image (what the model saw, 224x224);
+- ``maps/<name>.<method>.png``: the map drawn over the image (what the model saw, 224x224;
+  not with --no-pictures);
 - ``maps/<name>.<method>.npy``: the raw map, float32, ``(C, H, W)``;
 - ``records/*.jsonl``: one line per image and method as it finishes (prediction, target,
   metrics, options, time, and ``status`` "ok" or "error" with the message);
@@ -182,6 +183,9 @@ def _parser() -> argparse.ArgumentParser:
         "--retry-errors", action="store_true", help="compute again the images whose earlier records are errors"
     )
     explain.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in the PNG (0 to 1)")
+    explain.add_argument(
+        "--no-pictures", action="store_true", help="write only the .npy maps, not the PNG pictures (faster, smaller)"
+    )
     explain.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     summary = commands.add_parser(
         "summary", help="write DIR/summary.csv from the records of explain runs (at any time, even during one)"
@@ -206,7 +210,7 @@ def explain(args: argparse.Namespace) -> int:
             args.paths, args.out, args.method, model=args.model, options=options, target=target, layer=args.layer,
             metrics=args.metrics, batch_size=args.batch_size, device=args.device, workers=args.workers,
             scheduler=args.scheduler, shard=args.shard, threads=args.threads, retry_errors=args.retry_errors,
-            alpha=args.alpha, progress=not args.no_progress,
+            alpha=args.alpha, pictures=not args.no_pictures, progress=not args.no_progress,
         )
     except (ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)

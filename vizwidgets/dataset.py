@@ -59,6 +59,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -498,6 +499,7 @@ class _Settings:
     metrics: tuple[str, ...]
     metric_steps: int
     alpha: float
+    pictures: bool
     batch_size: int
     max_pixels: int
     threads: int | None = None
@@ -609,12 +611,15 @@ def _save(file: _File, explanation: Any, method: str, settings: _Settings) -> di
     out = Path(settings.out)
     result = explanation.results[method]
     png, npy = f"{MAPS}/{file.name}.{method}.png", f"{MAPS}/{file.name}.{method}.npy"
-    display = Display(opacity=settings.alpha, sign="absolute", scaling="percentile")
-    picture = Image.fromarray(explanation.picture(method, display))
     array = result.map[0].detach().cpu().numpy().astype(np.float32)
     scratch = out / SCRATCH
     write_atomic(out / npy, lambda stream: np.save(stream, array), scratch=scratch)
-    write_atomic(out / png, functools.partial(picture.save, format="PNG", compress_level=1), scratch=scratch)
+    if settings.pictures:
+        display = Display(opacity=settings.alpha, sign="absolute", scaling="percentile")
+        picture = Image.fromarray(explanation.picture(method, display))
+        write_atomic(out / png, functools.partial(picture.save, format="PNG", compress_level=1), scratch=scratch)
+    else:
+        png = ""
     best = explanation.top[0]
     return {
         **_record_head(file, method, settings), "status": "ok", "error": "",
@@ -770,6 +775,7 @@ def explain_dataset(
     threads: int | None = None,
     retry_errors: bool = False,
     alpha: float = 0.5,
+    pictures: bool = True,
     metric_steps: int = 50,
     max_pixels: int = MAX_PIXELS,
     progress: bool = True,
@@ -810,6 +816,9 @@ def explain_dataset(
         Compute again the images whose earlier records are errors.
     alpha:
         Opacity of the map in the PNG pictures, 0 to 1.
+    pictures:
+        Write the PNG pictures (False: only the ``.npy`` maps; a later run with pictures draws
+        the missing ones).
     max_pixels:
         The largest image (width x height) to decode; larger ones get an error record.
     progress:
@@ -855,7 +864,7 @@ def explain_dataset(
             raise ValueError(
                 f"device {device_name!r} is not a device PyTorch knows ({error}); try cpu or cuda"
             ) from error
-        if here and torch_device.type == "cuda" and not torch.cuda.is_available():
+        if (here or workers is not None) and torch_device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device_name!r}: no CUDA GPU is available here; use --device cpu")
     if batch_size is None:
         batch_size = 8 if device_name.startswith("cuda") else 1
@@ -877,7 +886,8 @@ def explain_dataset(
         except ValueError as error:
             if layer is None:
                 raise
-            raise ValueError(f"{error} Layers to choose from: {', '.join(_layer_names(loaded))}") from None
+            text = str(error).replace(" vizwidgets.list_layers(model) lists the layers to choose from.", "")
+            raise ValueError(f"{text} Layers to choose from: {', '.join(_layer_names(loaded))}") from None
         checked[name] = built.check_options(given)
         layers[name] = getattr(built, "layer", None)
     if layer is not None and not any(METHODS[name].needs_layer for name, _ in requests):
@@ -887,7 +897,10 @@ def explain_dataset(
         target_index = int(normalize_target(target, 1, adapter.classes)[0])  # type: ignore[index]
     else:
         target_index = None
-    model_name = model if isinstance(model, str) else str(getattr(loaded, "name", type(model).__name__))
+    if isinstance(model, str):  # a registry name however it is spelled; a function by its path
+        model_name = loaded.name if model.strip().lower() == str(loaded.name).lower() else model
+    else:
+        model_name = str(getattr(loaded, "name", type(model).__name__))
     weights = _weights_digest(loaded)
     digests = {
         name: _digest({
@@ -898,7 +911,27 @@ def explain_dataset(
         })
         for name in checked
     }
-    _check_out(out)
+    with ExitStack() as stack:  # the cluster first: an unreachable scheduler leaves no trace in out
+        dask_client = None if here else stack.enter_context(_dask(workers, scheduler, client))
+        _check_out(out)
+        return _explain_dataset(
+            paths, out, loaded, model, model_name, checked, digests, layers, target_index, layer, wanted_metrics,
+            metric_steps, float(alpha), bool(pictures), batch_size, device_name, workers, dask_client, shard_of,
+            threads, retry_errors, max_pixels, progress, say,
+        )
+
+
+def _explain_dataset(
+    paths: Any, out: Path, loaded: Any, model: Any, model_name: str, checked: dict[str, dict[str, Any]],
+    digests: dict[str, str], layers: dict[str, str | None], target_index: int | None, layer: str | None,
+    wanted_metrics: tuple[str, ...], metric_steps: int, alpha: float, pictures: bool, batch_size: int,
+    device_name: str, workers: int | None, client: Any, shard_of: tuple[int, int] | None, threads: int | None,
+    retry_errors: bool, max_pixels: int, progress: bool, say: Callable[[str], None],
+) -> DatasetReport:
+    """:func:`explain_dataset` once everything is checked (and the cluster, if any, is up)."""
+    import torch
+    from tqdm.auto import tqdm
+
     path_list = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     found, missing = find_images(path_list, exclude=out)
     if not found:
@@ -931,7 +964,7 @@ def explain_dataset(
         left = []
         for method in checked:
             old = latest.get((file.path, method))
-            if old is not None and _reusable(old, file, digests[method], out, retry_errors):
+            if old is not None and _reusable(old, file, digests[method], out, retry_errors, pictures):
                 reused += 1
                 if not old.ok:
                     failed += 1
@@ -947,19 +980,24 @@ def explain_dataset(
         f"{len(files)} images x {len(checked)} methods ({', '.join(checked)}): "
         f"{reused} results already in {out}, {to_do} images to explain"
     )
+    if failed:
+        say(f"{failed} of those are errors kept from earlier runs (their messages are in the summary's error column; "
+            "--retry-errors tries them again)")
+    if threads is None and workers is not None:
+        threads = max(1, _cores() // workers)
 
     # --- the work ---
     settings = _Settings(
         model=model_name, device=device_name, out=str(out.resolve()), methods=checked, digests=digests,
         layers=layers, target=target_index, layer=layer, metrics=wanted_metrics, metric_steps=metric_steps,
-        alpha=float(alpha), batch_size=batch_size, max_pixels=max_pixels, threads=threads,
+        alpha=float(alpha), pictures=bool(pictures), batch_size=batch_size, max_pixels=max_pixels, threads=threads,
         sys_path=(os.getcwd(), *[p for p in sys.path if p]),
     )
     jobs = _jobs(files, pending, batch_size)
     run_name = f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}"
     if shard_of is not None:
         run_name += f"-shard{shard_of[0]}of{shard_of[1]}"
-    log = _RecordLog(out / RECORDS, run_name) if to_do else None
+    log: _RecordLog | None = None
     explained = 0
     threads_before = torch.get_num_threads()
     bar = tqdm(total=to_do, unit="image", desc="explaining", disable=not progress or not to_do, file=sys.stderr)
@@ -967,13 +1005,12 @@ def explain_dataset(
         if to_do:
             model_arg: Any = model if isinstance(model, str) else loaded
             results = (
-                _run_here(jobs, settings, loaded)
-                if here
-                else _run_on_dask(jobs, settings, model_arg, workers=workers, scheduler=scheduler, client=client)
+                _run_here(jobs, settings, loaded) if client is None else _run_on_dask(jobs, settings, model_arg, client)
             )
             said = ("", "")
             for job, records in results:
-                assert log is not None
+                if log is None:
+                    log = _RecordLog(out / RECORDS, run_name)
                 for record in records:
                     log.append(record)
                     if record["status"] == "ok":
@@ -997,12 +1034,14 @@ def explain_dataset(
     )
 
 
-def _reusable(old: _Seen, file: _File, digest: str, out: Path, retry_errors: bool) -> bool:
+def _reusable(old: _Seen, file: _File, digest: str, out: Path, retry_errors: bool, pictures: bool) -> bool:
     if old.settings != digest or old.size != file.size or old.mtime_ns != file.mtime_ns:
         return False
     if not old.ok:
         return not retry_errors
-    return bool(old.png) and (out / old.png).is_file() and (out / old.npy).is_file()
+    if pictures and not (old.png and (out / old.png).is_file()):
+        return False
+    return bool(old.npy) and (out / old.npy).is_file()
 
 
 def _jobs(files: Sequence[_File], pending: Sequence[tuple[str, ...]], batch_size: int) -> Iterator[_Job]:
@@ -1023,11 +1062,20 @@ def _jobs(files: Sequence[_File], pending: Sequence[tuple[str, ...]], batch_size
 def _run_here(
     jobs: Iterable[_Job], settings: _Settings, model: Any
 ) -> Iterator[tuple[_Job, list[dict[str, Any]]]]:
-    """The jobs in this process, as a pipeline: while the model explains one job, a thread
-    decodes the next job's images and another saves the previous job's files (decoding and PNG
-    encoding let go of the GIL), so the model rarely waits for the disk."""
+    """The jobs in this process. With a GPU, or a core that PyTorch's threads leave free, as a
+    pipeline: while the model explains one job, a thread decodes the next job's images and
+    another saves the previous job's files (decoding and PNG encoding let go of the GIL). When
+    PyTorch already uses every core, one after the other: measured by ``benchmarks/batch.py`` on
+    2 cores and 2 threads, the extra threads made the run 1.4x slower."""
     from concurrent.futures import ThreadPoolExecutor
 
+    import torch
+
+    threads = settings.threads or torch.get_num_threads()
+    if not settings.device.startswith("cuda") and _cores() <= threads:
+        for each in jobs:
+            yield each, _run_job(each, settings, model)
+        return
     queue = iter(jobs)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vizwidgets-io") as pool:
         job = next(queue, None)
@@ -1046,54 +1094,79 @@ def _run_here(
             yield writing[0], writing[1].result()
 
 
-def _run_on_dask(
-    jobs: Iterable[_Job], settings: _Settings, model: Any, *, workers: int | None, scheduler: str | None, client: Any
-) -> Iterator[tuple[_Job, list[dict[str, Any]]]]:
-    """The jobs on a Dask cluster, a few per worker thread in flight at a time (so memory stays
-    flat however many there are), yielded as they finish."""
+def _cores() -> int:
+    """The cores this process may use (a Slurm allocation, a container's CPU set, taskset)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def _dask(workers: int | None, scheduler: str | None, client: Any) -> Iterator[Any]:
+    """A ``distributed.Client``: to a new ``LocalCluster`` of ``workers`` processes on loopback
+    (stopped at the end, and the environment it set for its workers taken back), to the
+    scheduler at ``scheduler``, or ``client`` itself. Fails before any work when unreachable."""
+    if client is not None:
+        yield client
+        return
     try:
         import distributed
     except ImportError as error:
         raise ValueError(
-            "workers and scheduler need Dask's distributed package: pip install 'vizwidgets[dask]'"
+            "--workers and --scheduler need Dask's distributed package: pip install 'vizwidgets[dask]'"
         ) from error
-    cluster = None
-    own_client = client is None
+    if scheduler is not None:
+        try:
+            connected = distributed.Client(scheduler, timeout="20s")
+        except (OSError, ValueError, TypeError) as error:
+            raise ValueError(
+                f"cannot reach the Dask scheduler at {scheduler!r} ({error}); check the address"
+            ) from error
+        with connected:
+            yield connected
+        return
     environment = dict(os.environ)  # LocalCluster sets OMP_NUM_THREADS=1 and more for its workers
-    if workers is not None:
-        cores = os.cpu_count() or 1
-        if settings.threads is None:
-            settings = _with(settings, threads=max(1, cores // workers))
-        with warnings.catch_warnings():  # "port 8787 is in use, using another": only loopback, any port will do
+    try:
+        with warnings.catch_warnings():  # "port 8787 is in use, using another": loopback, any port will do
             warnings.filterwarnings("ignore", message=".*already in use", category=UserWarning)
             cluster = distributed.LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                 dashboard_address=None, silence_logs=40, scheduler_port=0,
             )
-        client = distributed.Client(cluster)
-    elif scheduler is not None:
-        try:
-            client = distributed.Client(scheduler, timeout="20s")
-        except OSError as error:
-            raise ValueError(f"cannot reach the Dask scheduler at {scheduler} ({error})") from error
+        with cluster, distributed.Client(cluster) as local:
+            yield local
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+
+
+def _run_on_dask(
+    jobs: Iterable[_Job], settings: _Settings, model: Any, client: Any
+) -> Iterator[tuple[_Job, list[dict[str, Any]]]]:
+    """The jobs on a Dask cluster, a few per worker thread in flight at a time (so memory stays
+    flat however many there are), yielded as they finish."""
+    import distributed
+
+    if not isinstance(model, str):
+        model = client.scatter(model, broadcast=True, hash=False)
+
+    def window() -> int:  # two chunks per worker thread in flight, plus one
+        return 2 * (sum(client.nthreads().values()) or 1) + 1
+
+    queue = iter(jobs)
+    running: dict[Any, _Job] = {}
+    done = distributed.as_completed()
+
+    def submit(job: _Job) -> None:
+        future = client.submit(_run_job, job, settings, model, pure=False)
+        running[future] = job
+        done.add(future)
+
+    for job in islice(queue, window()):
+        submit(job)
+    finished = 0
     try:
-        if not isinstance(model, str):
-            model = client.scatter(model, broadcast=True, hash=False)
-        def window() -> int:  # two chunks per worker thread in flight, plus one
-            return 2 * (sum(client.nthreads().values()) or 1) + 1
-
-        queue = iter(jobs)
-        running: dict[Any, _Job] = {}
-        done = distributed.as_completed()
-
-        def submit(job: _Job) -> None:
-            future = client.submit(_run_job, job, settings, model, pure=False)
-            running[future] = job
-            done.add(future)
-
-        for job in islice(queue, window()):
-            submit(job)
-        finished = 0
         for future in done:
             job = running.pop(future)
             finished += 1
@@ -1108,13 +1181,8 @@ def _run_on_dask(
             for following in islice(queue, wanted):
                 submit(following)
     finally:
-        if own_client and client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
-        if cluster is not None:
-            os.environ.clear()
-            os.environ.update(environment)
+        for future in running:  # interrupted: what is still queued is not needed
+            future.cancel()
 
 
 def _with(settings: _Settings, **changes: Any) -> _Settings:

@@ -21,6 +21,7 @@ module tells a ``LoadedModel`` from an ``nn.Module`` or reads a preprocessing's 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import numbers
 from collections.abc import Sequence
@@ -176,14 +177,14 @@ class ModelAdapter:
     @property
     def device(self) -> torch.device:
         """Where the module's parameters (else buffers) live; cpu for a module with neither."""
-        for tensor in (*self.module.parameters(), *self.module.buffers()):
+        for tensor in itertools.chain(self.module.parameters(), self.module.buffers()):  # the first, lazily
             return tensor.device
         return torch.device("cpu")
 
     @property
     def dtype(self) -> torch.dtype:
         """The dtype of the module's first floating parameter (else buffer); float32 if none."""
-        for tensor in (*self.module.parameters(), *self.module.buffers()):
+        for tensor in itertools.chain(self.module.parameters(), self.module.buffers()):
             if tensor.is_floating_point():
                 return tensor.dtype
         return torch.float32
