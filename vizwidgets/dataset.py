@@ -510,9 +510,14 @@ _MODELS: dict[tuple[str, str], Any] = {}  # one model per process and (spec, dev
 
 
 def _model_for(spec: Any, settings: _Settings) -> Any:
+    import torch
+
     device = _default_device() if settings.device == "auto" else settings.device
-    if not isinstance(spec, str):
-        return spec.to(device) if hasattr(spec, "to") else spec
+    if not isinstance(spec, str):  # this process's model, or one a cluster sent: moved once at most
+        here = getattr(spec, "device", None)
+        if hasattr(spec, "to") and here is not None and torch.device(device) != here:
+            spec.to(device)
+        return spec
     key = (spec, device)
     if key not in _MODELS:
         for entry in settings.sys_path:
