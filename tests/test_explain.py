@@ -29,7 +29,7 @@ def test_the_explorer_compare_and_the_cli_give_the_same_arrays(lite, tmp_path) -
     path.write_bytes(sample_image_path("chelsea").read_bytes())
     assert main(["explain", str(path), "--method", "grad_cam", "--out", str(tmp_path / "out"),
                  "--no-progress", "--alpha", "0.5"]) == 0
-    from_cli = np.load(tmp_path / "out" / "chelsea.grad_cam.npy")
+    from_cli = np.load(tmp_path / "out" / "maps" / "chelsea.jpg.grad_cam.npy")
     from_compare = compare(lite, [str(path)], ["grad_cam"], metrics=(), labels=["cat"]).maps[("cat", "grad_cam")][0]
     (direct,) = explain(lite, [str(path)], "grad_cam")
     np.testing.assert_array_equal(from_cli, from_compare.numpy())
@@ -39,7 +39,7 @@ def test_the_explorer_compare_and_the_cli_give_the_same_arrays(lite, tmp_path) -
     shown = np.asarray(Image.open(io.BytesIO(explorer.image.value)).convert("RGB"))
     np.testing.assert_array_equal(shown, direct.picture("grad_cam", Display()))
     np.testing.assert_array_equal(shown, render(direct.pixels, torch.from_numpy(from_cli)[None], Display()))
-    cli_png = np.asarray(Image.open(tmp_path / "out" / "chelsea.grad_cam.png").convert("RGB"))
+    cli_png = np.asarray(Image.open(tmp_path / "out" / "maps" / "chelsea.jpg.grad_cam.png").convert("RGB"))
     np.testing.assert_array_equal(cli_png, shown)
 
 

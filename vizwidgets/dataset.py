@@ -536,10 +536,13 @@ def _run_job(job: _Job, settings: _Settings, model_spec: Any) -> list[dict[str, 
     A Dask worker with several threads runs several jobs at once; they share the process's
     model, whose hooks are per call, so the model is used by one job at a time (decoding and
     saving still overlap)."""
+    from vizwidgets.attribution.base import prepared
+
     failed, images = _load(job, settings)
     with _MODEL_LOCK:
         model = _model_for(model_spec, settings)
-        outcomes = _explain_images(model, images, job.methods, settings)
+        with prepared(model.model):  # a no-op when the whole run is prepared already
+            outcomes = _explain_images(model, images, job.methods, settings)
     return _write(failed, outcomes, settings)
 
 
@@ -1076,10 +1079,13 @@ def _run_here(
 
     import torch
 
+    from vizwidgets.attribution.base import prepared
+
     threads = settings.threads or torch.get_num_threads()
     if not settings.device.startswith("cuda") and _cores() <= threads:
-        for each in jobs:
-            yield each, _run_job(each, settings, model)
+        with prepared(model.model):  # eval mode and frozen weights once for the run, not per image
+            for each in jobs:
+                yield each, _run_job(each, settings, model)
         return
     queue = iter(jobs)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vizwidgets-io") as pool:
@@ -1090,7 +1096,8 @@ def _run_here(
             failed, images = loading.result()
             following = next(queue, None)
             loading = pool.submit(_load, following, settings) if following is not None else None
-            outcomes = _explain_images(model, images, job.methods, settings)
+            with prepared(model.model):
+                outcomes = _explain_images(model, images, job.methods, settings)
             if writing is not None:
                 yield writing[0], writing[1].result()
             writing = (job, pool.submit(_write, failed, outcomes, settings))

@@ -81,13 +81,28 @@ def chunks(total: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, total))
 
 
+_PREPARED: set[int] = set()  # ids of the modules inside a prepared() block now
+
+
 @contextmanager
 def prepared(model: nn.Module) -> Iterator[None]:
-    """Eval mode, frozen parameters, gradients enabled; everything restored on exit."""
+    """Eval mode, frozen parameters, gradients enabled; everything restored on exit.
+
+    Inside another ``prepared`` block of the same model only gradients are switched on: the
+    outer block already froze it, and walking every module and parameter twice per call costs
+    about 4 ms on EfficientNet-Lite0. A run over many images (:mod:`vizwidgets.dataset`)
+    prepares its model once.
+    """
+    if id(model) in _PREPARED:
+        with torch.enable_grad():
+            yield
+        return
     with ExitStack() as stack:
         stack.enter_context(eval_mode(model))
         stack.enter_context(frozen_parameters(model))
         stack.enter_context(torch.enable_grad())
+        _PREPARED.add(id(model))
+        stack.callback(_PREPARED.discard, id(model))
         yield
 
 
