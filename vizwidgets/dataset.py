@@ -614,6 +614,7 @@ def _save(file: _File, explanation: Any, method: str, settings: _Settings) -> di
     import numpy as np
     from PIL import Image
 
+    from vizwidgets.explain import _npy_writer
     from vizwidgets.viz import Display
 
     out = Path(settings.out)
@@ -621,7 +622,7 @@ def _save(file: _File, explanation: Any, method: str, settings: _Settings) -> di
     png, npy = f"{MAPS}/{file.name}.{method}.png", f"{MAPS}/{file.name}.{method}.npy"
     array = result.map[0].detach().cpu().numpy().astype(np.float32)
     scratch = out / SCRATCH
-    write_atomic(out / npy, lambda stream: np.save(stream, array), scratch=scratch)
+    write_atomic(out / npy, _npy_writer(array), scratch=scratch)
     if settings.pictures:
         display = Display(opacity=settings.alpha, sign="absolute", scaling="percentile")
         picture = Image.fromarray(explanation.picture(method, display))
@@ -919,26 +920,31 @@ def explain_dataset(
         })
         for name in checked
     }
+    if threads is None and workers is not None:
+        threads = max(1, _cores() // workers)
+    settings = _Settings(
+        model=model_name, device=device_name, out=str(out.resolve()), methods=checked, digests=digests,
+        layers=layers, target=target_index, layer=layer, metrics=wanted_metrics, metric_steps=metric_steps,
+        alpha=float(alpha), pictures=bool(pictures), batch_size=batch_size, max_pixels=max_pixels, threads=threads,
+        sys_path=(os.getcwd(), *[p for p in sys.path if p]),
+    )
     with ExitStack() as stack:  # the cluster first: an unreachable scheduler leaves no trace in out
         dask_client = None if here else stack.enter_context(_dask(workers, scheduler, client))
         _check_out(out)
-        return _explain_dataset(
-            paths, out, loaded, model, model_name, checked, digests, layers, target_index, layer, wanted_metrics,
-            metric_steps, float(alpha), bool(pictures), batch_size, device_name, workers, dask_client, shard_of,
-            threads, retry_errors, max_pixels, progress, say,
-        )
+        model_arg = model if isinstance(model, str) else loaded  # what a cluster's workers load
+        return _explain_dataset(paths, out, settings, loaded, model_arg, dask_client, shard_of, retry_errors,
+                                progress, say)
 
 
 def _explain_dataset(
-    paths: Any, out: Path, loaded: Any, model: Any, model_name: str, checked: dict[str, dict[str, Any]],
-    digests: dict[str, str], layers: dict[str, str | None], target_index: int | None, layer: str | None,
-    wanted_metrics: tuple[str, ...], metric_steps: int, alpha: float, pictures: bool, batch_size: int,
-    device_name: str, workers: int | None, client: Any, shard_of: tuple[int, int] | None, threads: int | None,
-    retry_errors: bool, max_pixels: int, progress: bool, say: Callable[[str], None],
+    paths: Any, out: Path, settings: _Settings, loaded: Any, model_arg: Any, client: Any,
+    shard_of: tuple[int, int] | None, retry_errors: bool, progress: bool, say: Callable[[str], None],
 ) -> DatasetReport:
     """:func:`explain_dataset` once everything is checked (and the cluster, if any, is up)."""
     import torch
     from tqdm.auto import tqdm
+
+    checked, digests = settings.methods, settings.digests
 
     path_list = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     found, missing = find_images(path_list, exclude=out)
@@ -972,7 +978,7 @@ def _explain_dataset(
         left = []
         for method in checked:
             old = latest.get((file.path, method))
-            if old is not None and _reusable(old, file, digests[method], out, retry_errors, pictures):
+            if old is not None and _reusable(old, file, digests[method], out, retry_errors, settings.pictures):
                 reused += 1
                 if not old.ok:
                     failed += 1
@@ -991,17 +997,9 @@ def _explain_dataset(
     if failed:
         say(f"{failed} of those are errors kept from earlier runs (their messages are in the summary's error column; "
             "--retry-errors tries them again)")
-    if threads is None and workers is not None:
-        threads = max(1, _cores() // workers)
 
     # --- the work ---
-    settings = _Settings(
-        model=model_name, device=device_name, out=str(out.resolve()), methods=checked, digests=digests,
-        layers=layers, target=target_index, layer=layer, metrics=wanted_metrics, metric_steps=metric_steps,
-        alpha=float(alpha), pictures=bool(pictures), batch_size=batch_size, max_pixels=max_pixels, threads=threads,
-        sys_path=(os.getcwd(), *[p for p in sys.path if p]),
-    )
-    jobs = _jobs(files, pending, batch_size)
+    jobs = _jobs(files, pending, settings.batch_size)
     run_name = f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}"
     if shard_of is not None:
         run_name += f"-shard{shard_of[0]}of{shard_of[1]}"
@@ -1011,7 +1009,6 @@ def _explain_dataset(
     bar = tqdm(total=to_do, unit="image", desc="explaining", disable=not progress or not to_do, file=sys.stderr)
     try:
         if to_do:
-            model_arg: Any = model if isinstance(model, str) else loaded
             results = (
                 _run_here(jobs, settings, loaded) if client is None else _run_on_dask(jobs, settings, model_arg, client)
             )
@@ -1195,9 +1192,3 @@ def _run_on_dask(
     finally:
         for future in running:  # interrupted: what is still queued is not needed
             future.cancel()
-
-
-def _with(settings: _Settings, **changes: Any) -> _Settings:
-    from dataclasses import replace
-
-    return replace(settings, **changes)
