@@ -106,6 +106,18 @@ def _course(args: argparse.Namespace) -> int:
         return 2
 
 
+def _app_description() -> str:
+    from vizwidgets import app
+
+    return (app.__doc__ or "").split("\n", 2)[-1].split("From Python", 1)[0].replace("``", "").strip()
+
+
+def _app(args: argparse.Namespace) -> int:
+    from vizwidgets.app import run
+
+    return run(port=args.port, host=args.host, model=args.model, open_browser=not args.no_browser)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vizwidgets", description="vizwidgets from the command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +146,21 @@ def _parser() -> argparse.ArgumentParser:
     course.add_argument(
         "--no-start", action="store_true", help="make the copies and the settings, start nothing"
     )
+    app = commands.add_parser(
+        "app",
+        help="serve the Explorer as a web page of its own (Voila), no notebook or code shown",
+        description=_app_description(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    app.add_argument("--port", type=int, default=8866, help="port to listen on (default 8866; 0: a free one)")
+    app.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every address)",
+    )
+    app.add_argument(
+        "--model", default=None, help="a model name (default efficientnet_lite0; an unknown name lists the others)"
+    )
+    app.add_argument("--no-browser", action="store_true", help="do not open the page in a web browser")
     course.epilog = "Arguments after -- go to Jupyter, e.g. python -m vizwidgets course -- --no-browser --port 8899"
     explain.add_argument(
         "paths", nargs="+", metavar="PATHS", help="image files, folders or glob patterns ('photos/**/*.jpg')"
@@ -257,4 +284,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "course":
         return _course(args)
+    if args.command == "app":
+        return _app(args)
     return 2  # pragma: no cover - argparse requires a command
