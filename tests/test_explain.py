@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 
 import numpy as np
@@ -36,7 +35,7 @@ def test_the_explorer_compare_and_the_cli_give_the_same_arrays(lite, tmp_path) -
     np.testing.assert_array_equal(from_cli, direct.results["grad_cam"].map[0].numpy())
 
     explorer = Explorer(lite, [str(path)])
-    shown = np.asarray(Image.open(io.BytesIO(explorer.image.value)).convert("RGB"))
+    shown = explorer.view.rendered()
     np.testing.assert_array_equal(shown, direct.picture("grad_cam", Display()))
     np.testing.assert_array_equal(shown, render(direct.pixels, torch.from_numpy(from_cli)[None], Display()))
     cli_png = np.asarray(Image.open(tmp_path / "out" / "maps" / "chelsea.jpg.grad_cam.png").convert("RGB"))

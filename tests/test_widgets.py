@@ -38,16 +38,16 @@ def explorer(lite):
 
 def test_explorer_opens_on_grad_cam_of_the_first_image(explorer, lite) -> None:
     assert explorer.error.value == ""
-    np.testing.assert_array_equal(decoded(explorer.image), explain_picture(lite, "chelsea", "grad_cam"))
+    np.testing.assert_array_equal(explorer.view.rendered(), explain_picture(lite, "chelsea", "grad_cam"))
     assert "Egyptian cat" in explorer.bars.value
     assert explorer.layer.layout.display is None  # grad_cam needs a layer: the dropdown shows
 
 
 def test_every_control_changes_the_picture_to_what_the_plain_function_gives(explorer, lite) -> None:
     def check(change, expected) -> None:
-        before = decoded(explorer.image)
+        before = explorer.view.rendered()
         change()
-        now = decoded(explorer.image)
+        now = explorer.view.rendered()
         assert explorer.error.value == ""
         assert not np.array_equal(before, now)
         np.testing.assert_array_equal(now, expected)
@@ -104,27 +104,72 @@ def test_fifty_rapid_changes_end_on_the_last(explorer, lite) -> None:
         explorer.opacity.value = round(0.2 + 0.015 * i, 3)
     final = Display(opacity=round(0.2 + 0.015 * 49, 3))
     assert explorer.method.value == "layer_cam"
-    np.testing.assert_array_equal(decoded(explorer.image), explain_picture(lite, "chelsea", "layer_cam", display=final))
+    expected = explain_picture(lite, "chelsea", "layer_cam", display=final)
+    np.testing.assert_array_equal(explorer.view.rendered(), expected)
     explorer.opacity.value = 0.5
     explorer.method.value = "grad_cam"
 
 
+def _upload(explorer, name: str, content: bytes) -> None:
+    explorer.upload.value = ({"name": name, "type": "image/png", "size": len(content), "content": memoryview(content),
+                              "last_modified": datetime.datetime.now()},)
+
+
 def test_a_corrupt_upload_shows_a_message_and_keeps_the_picture(explorer) -> None:
-    before = explorer.image.value
+    before = explorer.view.rendered()
+    version = explorer.view.version
     chosen = explorer.image_select.value
-    explorer.upload.value = ({"name": "broken.png", "type": "image/png", "size": 9, "content": memoryview(b"not a png"),
-                              "last_modified": __import__("datetime").datetime.now()},)
+    _upload(explorer, "broken.png", b"not a png")
     assert "could not be read as an image" in explorer.error.value
     assert "Traceback" not in explorer.error.value
-    assert explorer.image.value == before and explorer.image_select.value == chosen
+    np.testing.assert_array_equal(explorer.view.rendered(), before)
+    assert explorer.view.version == version and explorer.image_select.value == chosen
+    assert explorer.upload.value == ()  # the same file chosen again is seen again
     # a good upload is added and shown
     good = io.BytesIO()
     Image.open(__import__("vizwidgets").data.sample_image_path("rocket")).save(good, format="PNG")
-    explorer.upload.value = ({"name": "rocket.png", "type": "image/png", "size": len(good.getvalue()),
-                              "content": memoryview(good.getvalue()),
-                              "last_modified": __import__("datetime").datetime.now()},)
+    _upload(explorer, "rocket.png", good.getvalue())
     assert explorer.image_select.value == "rocket.png" and explorer.error.value == ""
     explorer.image_select.value = "chelsea"
+
+
+def test_an_empty_or_oversized_upload_is_refused_before_decoding(lite) -> None:
+    ex = Explorer(lite, ["chelsea"], max_upload_bytes=60_000, max_pixels=300 * 300)
+    ex.method.value = "gradient"
+    ex.sign.value = "all"
+    before, options = ex.view.rendered(), list(ex.image_select.options)
+    big = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)).save(big, format="PNG")
+    wide = io.BytesIO()
+    Image.new("RGB", (400, 400), "white").save(wide, format="PNG")  # 2 kB, but 160,000 pixels
+    for name, content, words in [
+        ("empty.png", b"", "empty.png is empty (0 bytes)"),
+        ("noise.png", big.getvalue(), f"noise.png is {len(big.getvalue()):,} bytes, over the limit of 60,000 bytes"),
+        ("wide.png", wide.getvalue(), "160000 pixels"),
+    ]:
+        _upload(ex, name, content)
+        assert words.replace(",", "") in ex.error.value.replace(",", ""), ex.error.value
+        np.testing.assert_array_equal(ex.view.rendered(), before)
+        assert list(ex.image_select.options) == options and ex.method.value == "gradient" and ex.sign.value == "all"
+    with pytest.raises(ValueError, match="max_pixels must be a whole number"):
+        Explorer(lite, ["chelsea"], max_pixels=0)
+
+
+def test_display_changes_restyle_in_the_browser_without_resending_the_map(explorer) -> None:
+    view = explorer.view
+    heat, mass, version = view.heat, view.mass, view.version
+    explorer.opacity.value = 0.8
+    explorer.cmap.value = "inferno"
+    assert view.heat is heat and view.mass is mass  # only opacity and the colour table travel
+    assert view.opacity == 0.8 and view.version == version + 2
+    explorer.sign.value = "negative"  # a new sign: the map is normalised again (Grad-CAM has no negative part)
+    assert view.heat != heat
+    explorer.mode.value = "side by side"
+    assert view.mode == "side by side"
+    for control, value in [(explorer.opacity, 0.5), (explorer.cmap, "jet"), (explorer.sign, "absolute"),
+                           (explorer.mode, "overlay")]:
+        control.value = value
+    assert view.heat == heat
 
 
 def test_every_slider_survives_its_whole_range(lite) -> None:
@@ -218,7 +263,7 @@ def test_explorer_on_a_practitioners_own_torchvision_model(lite) -> None:
     ex.method.value = "grad_cam"
     ex.layer.value = "layer3"
     assert ex.error.value == ""
-    np.testing.assert_array_equal(decoded(ex.image), explain_picture(own, "chelsea", "grad_cam", layer="layer3"))
+    np.testing.assert_array_equal(ex.view.rendered(), explain_picture(own, "chelsea", "grad_cam", layer="layer3"))
 
 
 # --- what a newcomer met: the first image, and pictures cached by name -----------------------
@@ -250,26 +295,26 @@ def test_two_different_uploads_under_one_name_show_the_second(lite) -> None:
     _upload(explorer, "photo.jpg", _jpeg("coffee"))
     assert explorer.image_select.value == "photo.jpg" and explorer.error.value == ""
     assert "espresso" in explorer.bars.value
-    first = decoded(explorer.image)
+    first = explorer.view.rendered()
     _upload(explorer, "photo.jpg", _jpeg("orange"))  # same name, other picture
     assert explorer.error.value == ""
     assert "orange" in explorer.bars.value and "espresso" not in explorer.bars.value
-    second = decoded(explorer.image)
+    second = explorer.view.rendered()
     assert not np.array_equal(first, second)
     np.testing.assert_array_equal(second, explain_picture(lite, _jpeg("orange"), "grad_cam"))
     explorer.image_select.value = "chelsea"  # away and back: still the second
     explorer.image_select.value = "photo.jpg"
-    np.testing.assert_array_equal(decoded(explorer.image), second)
+    np.testing.assert_array_equal(explorer.view.rendered(), second)
 
 
 def test_an_upload_named_like_a_bundled_image_does_not_replace_it(lite) -> None:
     explorer = Explorer(lite, ["chelsea", "coffee"])
-    cat = decoded(explorer.image)
+    cat = explorer.view.rendered()
     _upload(explorer, "chelsea", _jpeg("baboon"))
     assert explorer.image_select.value == "chelsea (upload)"
     assert "baboon" in explorer.bars.value
     explorer.image_select.value = "chelsea"
-    np.testing.assert_array_equal(decoded(explorer.image), cat)
+    np.testing.assert_array_equal(explorer.view.rendered(), cat)
     assert "Egyptian cat" in explorer.bars.value
 
 
@@ -286,7 +331,7 @@ def test_a_path_whose_file_changed_shows_the_new_file(lite, tmp_path) -> None:
     explorer.image_select.value = "chelsea"
     explorer.image_select.value = str(path)
     assert "orange" in explorer.bars.value
-    np.testing.assert_array_equal(decoded(explorer.image), explain_picture(lite, str(path), "grad_cam"))
+    np.testing.assert_array_equal(explorer.view.rendered(), explain_picture(lite, str(path), "grad_cam"))
 
 
 def test_a_warning_about_the_map_is_shown_in_the_explorer(lite) -> None:
@@ -317,9 +362,9 @@ def test_the_explorer_state_is_the_single_source_of_truth(lite) -> None:
     assert dict(ex.state.request.options)["upsample"] is False
     ex.image_select.value = "coffee"  # other changes keep the option
     assert ex.state.request.image == "coffee" and dict(ex.state.request.options)["upsample"] is False
-    np.testing.assert_array_equal(decoded(ex.image), explain_picture(lite, "coffee", "grad_cam", upsample=False))
+    np.testing.assert_array_equal(ex.view.rendered(), explain_picture(lite, "coffee", "grad_cam", upsample=False))
     ex.option_controls["upsample"]._trait_values["value"] = True  # a control changed behind the state's back
     ex.opacity.value = 0.4  # redraw: from the state, so still without upsampling
     np.testing.assert_array_equal(
-        decoded(ex.image), explain_picture(lite, "coffee", "grad_cam", upsample=False, display=Display(opacity=0.4))
+        ex.view.rendered(), explain_picture(lite, "coffee", "grad_cam", upsample=False, display=Display(opacity=0.4))
     )

@@ -26,6 +26,7 @@ from PIL import Image
 from torch import Tensor
 
 from vizwidgets.data import load_image
+from vizwidgets.data.loading import MAX_PIXELS
 from vizwidgets.explain import Explanation, explain
 from vizwidgets.models.adapter import adapt
 from vizwidgets.viz import Display, render
@@ -103,12 +104,13 @@ class Session:
         self.probabilities = LRUCache(cache_size)
         self.maps = LRUCache(cache_size)
 
-    def add_image(self, key: str, source: Any) -> str:
-        """Register an image (anything ``load_image`` takes) under ``key``, replacing what the
-        key held before; a bad file raises a readable error and changes nothing."""
+    def add_image(self, key: str, source: Any, *, max_pixels: int = MAX_PIXELS) -> str:
+        """Register an image (anything ``load_image`` takes, at most ``max_pixels`` when encoded)
+        under ``key``, replacing what the key held before; a bad file raises a readable error and
+        changes nothing."""
 
         stamp = _file_stamp(source)
-        image = load_image(source)  # raises before anything changes
+        image = load_image(source, max_pixels=max_pixels)  # raises before anything changes
         self.sources[key] = source
         self.images[key] = (image, content_digest(image), stamp)
         return key

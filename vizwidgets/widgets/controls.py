@@ -15,14 +15,17 @@ from typing import Any
 import ipywidgets as W
 import torch
 
-__all__ = ["MAX_COMPARED", "PREDICTED", "COLORMAPS", "FIRST_IMAGE", "option_control", "message", "bars",
-           "course_first", "wide"]
+__all__ = ["MAX_COMPARED", "MAX_UPLOAD_BYTES", "PREDICTED", "COLORMAPS", "FIRST_IMAGE", "option_control", "message",
+           "bars", "course_first", "upload_problem", "wide"]
 
 #: Methods shown beside the main one in compare mode (four pictures in all).
 MAX_COMPARED = 3
 #: The class dropdown's value for "the predicted class" (a Dropdown cannot select None).
 PREDICTED = -1
 COLORMAPS = ("jet", "inferno", "viridis", "magma", "gray", "coolwarm", "RdBu_r")
+#: The largest file the Explorer takes as an upload. Jupyter's websocket carries at most 10 MiB
+#: in one message by default, so a bigger file would be lost on the way without a word.
+MAX_UPLOAD_BYTES = 8_000_000
 #: Options that tune speed or memory, not what the method shows: not offered as controls.
 _HIDDEN_OPTIONS = ("chunk_size",)
 
@@ -33,6 +36,23 @@ def message(error: BaseException) -> str:
         f'<div style="color:#b00020;white-space:pre-wrap">'
         f"{html.escape(type(error).__name__)}: {html.escape(text)}</div>"
     )
+
+
+def _size(count: int, megabytes: bool) -> str:
+    return f"{count / 1e6:.1f} MB" if megabytes else f"{count:,} bytes"
+
+
+def upload_problem(name: str, content: bytes, limit: int = MAX_UPLOAD_BYTES) -> str:
+    """What is wrong with an uploaded file before it is decoded ("" when nothing is): empty,
+    or over ``limit`` bytes. Whether it is an image, and its pixel count, are checked when it is
+    loaded (:func:`vizwidgets.data.load_image`)."""
+    if not content:
+        return f"{name} is empty (0 bytes): choose a JPEG or PNG file with a picture in it"
+    if len(content) > limit:
+        megabytes = limit >= 1_000_000  # both sizes in the limit's unit
+        return (f"{name} is {_size(len(content), megabytes)}, over the limit of {_size(limit, megabytes)}: "
+                "save it smaller (fewer pixels, or JPEG) and upload it again")
+    return ""
 
 
 def option_control(option: Any) -> W.Widget | None:

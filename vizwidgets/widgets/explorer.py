@@ -20,17 +20,21 @@ from IPython.display import display
 
 import vizwidgets as vw
 from vizwidgets.attribution import FAMILIES, METHODS
+from vizwidgets.data.loading import MAX_PIXELS
 from vizwidgets.widgets.compute import Session, png, predictions_of, render
 from vizwidgets.widgets.controls import (
     COLORMAPS,
     MAX_COMPARED,
+    MAX_UPLOAD_BYTES,
     PREDICTED,
     bars,
     course_first,
     message,
     option_control,
+    upload_problem,
     wide,
 )
+from vizwidgets.widgets.mapview import MODES, MapView
 from vizwidgets.widgets.state import Display, ExplorerState, Request
 
 __all__ = ["Explorer"]
@@ -43,10 +47,21 @@ class Explorer:
     (default: the bundled EfficientNet-Lite0); ``images`` names, paths or PIL images (default:
     the bundled ones). Display it as the last expression of a cell, or with
     ``display(explorer.widget)``.
+
+    The map is a :class:`~vizwidgets.widgets.mapview.MapView` (``explorer.view``): point at it
+    for a pixel's value, drag a box to see the share of the map's energy inside. An upload over
+    ``max_upload_bytes`` or ``max_pixels`` (width times height) is refused with a message, and
+    the picture and choices on screen stay as they were.
     """
 
-    def __init__(self, model: Any = None, images: Sequence[Any] | None = None, *, method: str = "grad_cam") -> None:
+    def __init__(self, model: Any = None, images: Sequence[Any] | None = None, *, method: str = "grad_cam",
+                 max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS) -> None:
 
+        for name, value in (("max_upload_bytes", max_upload_bytes), ("max_pixels", max_pixels)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+        self.max_upload_bytes = max_upload_bytes
+        self.max_pixels = max_pixels
         self._methods = METHODS
         self.model = model if model is not None else vw.load_model()
         self.session = Session(self.model)
@@ -86,7 +101,9 @@ class Explorer:
                                     style={"button_width": "auto"},
                                     tooltips=["|map|", "map > 0 only", "map < 0 only", "both signs, diverging colours"])
         self.compare = W.SelectMultiple(options=method_options, value=(), description="compare", rows=6, layout=wide())
-        self.image = W.Image(format="png", layout=W.Layout(width="336px", height="336px"))
+        self.mode = W.ToggleButtons(options=list(MODES), value="overlay", style={"button_width": "auto"},
+                                    tooltips=["the map over the picture", "the map alone", "picture and map"])
+        self.view = MapView()
         self.compare_box = W.HBox()
         self.bars = W.HTML()
         self.status = W.HTML()
@@ -96,8 +113,8 @@ class Explorer:
             [
                 W.VBox([self.image_select, self.upload, self.path, self.method, self.layer, self.target,
                         self.search, self.options_box, W.HTML("<b>display</b>"), self.opacity, self.cmap,
-                        self.scaling, self.sign, self.compare]),
-                W.VBox([self.image, self.status, self.error, self.note, self.bars, self.compare_box]),
+                        self.scaling, self.sign, self.mode, self.compare]),
+                W.VBox([self.view, self.status, self.error, self.note, self.bars, self.compare_box]),
             ]
         )
         self._build_options(method)
@@ -111,7 +128,8 @@ class Explorer:
         self.search.observe(self._on_search, "value")
         for control in (self.opacity, self.cmap, self.scaling, self.sign):
             control.observe(self._on_display, "value")
-        self.compare.observe(lambda change: self._update(), "value")
+        self.mode.observe(self._on_mode, "value")
+        self.compare.observe(lambda change: self._draw_compared(), "value")
         self._update()
 
     # -- helpers ---------------------------------------------------------------------------
@@ -154,9 +172,29 @@ class Explorer:
         try:
             started = time.perf_counter()
             request = self.state.request  # the one source of truth: controls only write it
-            attribution = self.session.explanation(request)
+            explained = self.session.explained(request)
+            attribution = explained.results[request.method].map
             picture = self.session.picture(request.image)
-            self.image.value = png(render(picture, attribution, self.state.display))
+            self.view.show(picture, attribution, self.state.display, label=explained.target_class)
+            self._draw_compared()
+            self.state.seconds = time.perf_counter() - started
+            self.state.error = ""
+            self.error.value = ""
+            title = self._methods[request.method].title
+            self.status.value = f"<small>{title}: {self.state.seconds * 1000:.0f} ms</small>"
+            self.note.value = "".join(
+                f'<div style="color:#8a5300;white-space:pre-wrap;max-width:480px">Note: {html.escape(text)}</div>'
+                for text in self.session.notes(request)
+            )
+        except Exception as error:  # shown to the learner, never raised into the notebook
+            self.state.error = str(error)
+            self.error.value = message(error)
+
+    def _draw_compared(self) -> None:
+        """The other methods chosen for comparison, drawn as the main map is."""
+        try:
+            request = self.state.request
+            picture = self.session.picture(request.image)
             panels = []
             others = [name for name in self.compare.value if name != request.method]
             for name in others[:MAX_COMPARED]:
@@ -167,15 +205,6 @@ class Explorer:
             if len(others) > MAX_COMPARED:
                 panels.append(W.HTML(f"<small>showing the first {MAX_COMPARED} of {len(others)} methods</small>"))
             self.compare_box.children = panels
-            self.state.seconds = time.perf_counter() - started
-            self.state.error = ""
-            self.error.value = ""
-            title = self._methods[request.method].title
-            self.status.value = f"<small>{title}: {self.state.seconds * 1000:.0f} ms</small>"
-            self.note.value = "".join(
-                f'<div style="color:#8a5300;white-space:pre-wrap;max-width:480px">Note: {html.escape(text)}</div>'
-                for text in self.session.notes(request)
-            )
         except Exception as error:  # shown to the learner, never raised into the notebook
             self.state.error = str(error)
             self.error.value = message(error)
@@ -190,9 +219,9 @@ class Explorer:
             return
         self._update()
 
-    def _add_and_select(self, key: str, source: Any) -> None:
+    def _add_and_select(self, key: str, source: Any, max_pixels: int = MAX_PIXELS) -> None:
         try:
-            self.session.add_image(key, source)
+            self.session.add_image(key, source, max_pixels=max_pixels)
         except Exception as error:
             self.error.value = message(error)
             return
@@ -209,9 +238,15 @@ class Explorer:
             return
         item = files[0]
         name = str(item["name"])
+        content = bytes(item["content"])
+        self.upload.value = ()  # the same file chosen again is a new upload
+        problem = upload_problem(name, content, self.max_upload_bytes)
+        if problem:
+            self.error.value = message(ValueError(problem))
+            return
         if name in self._bundled:  # an upload called "chelsea" must not hide the bundled cat
             name = f"{name} (upload)"
-        self._add_and_select(name, bytes(item["content"]))
+        self._add_and_select(name, content, self.max_pixels)
 
     def _on_path(self, change: dict) -> None:
         path = change["new"].strip()
@@ -261,8 +296,19 @@ class Explorer:
         self._update()
 
     def _on_display(self, change: dict) -> None:
+        """Draw the same maps another way: no model call, and the main map restyled in the
+        browser (opacity and colours) or sent again normalised (sign and scaling)."""
         self.state.display = Display(self.opacity.value, self.cmap.value, self.sign.value, self.scaling.value)
-        self._update()
+        try:
+            self.view.set_display(self.state.display)
+        except Exception as error:
+            self.error.value = message(error)
+            return
+        if self.compare.value:
+            self._draw_compared()
+
+    def _on_mode(self, change: dict) -> None:
+        self.view.mode = change["new"]
 
     def _ipython_display_(self) -> None:
 
