@@ -144,7 +144,7 @@ class MapView(anywidget.AnyWidget):
     def _valid_box(self, proposal: dict) -> list[int]:
         box = list(proposal["value"])
         if box and (len(box) != 4 or box[0] >= box[2] or box[1] >= box[3]):
-            raise T.TraitError(f"box must be [] or [left, top, right, bottom], left < right and top < bottom; got {box}")
+            raise T.TraitError(f"box must be [] or [left, top, right, bottom] (left < right, top < bottom); got {box}")
         return box
 
     def show(self, pixels: np.ndarray, attribution: Any, display: Display | None = None, label: str = "") -> None:
