@@ -166,6 +166,11 @@ def test_page_shows_the_model_the_limits_and_the_explorer() -> None:
     assert shown.explorer.max_upload_bytes == app.MAX_UPLOAD_BYTES == 8_000_000
     assert shown.explorer.max_pixels == app.MAX_PIXELS == 40_000_000
     assert shown.model.name == "efficientnet_lite0"
+    # the page never reads the server's files: no path box, and a path typed anyway is ignored
+    assert shown.explorer.path.layout.display == "none"
+    options = list(shown.explorer.image_select.options)
+    shown.explorer.path.value = "/etc/hostname"
+    assert list(shown.explorer.image_select.options) == options
     bundle = shown._repr_mimebundle_()  # what a notebook shows: the widget, and a line of text
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == shown.widget.model_id
     assert bundle["text/plain"].startswith(app.TITLE) and "efficientnet_lite0" in bundle["text/plain"]

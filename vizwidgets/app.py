@@ -178,7 +178,8 @@ def page(model: Any = None) -> AppPage:
     )
     from vizwidgets.widgets import Explorer  # here: building it imports PyTorch and the widgets
 
-    explorer = Explorer(model=loaded, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS)
+    # no path box: whoever reaches the page must not read the server's files
+    explorer = Explorer(model=loaded, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS, allow_paths=False)
     return AppPage(W.VBox([header, how, explorer.widget]), header, explorer, loaded, summary)
 
 

@@ -51,11 +51,13 @@ class Explorer:
     The map is a :class:`~vizwidgets.widgets.mapview.MapView` (``explorer.view``): point at it
     for a pixel's value, drag a box to see the share of the map's energy inside. An upload over
     ``max_upload_bytes`` or ``max_pixels`` (width times height) is refused with a message, and
-    the picture and choices on screen stay as they were.
+    the picture and choices on screen stay as they were. ``allow_paths=False`` hides the box that
+    reads an image from a path on the server (the web app does this).
     """
 
     def __init__(self, model: Any = None, images: Sequence[Any] | None = None, *, method: str = "grad_cam",
-                 max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS) -> None:
+                 max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS,
+                 allow_paths: bool = True) -> None:
 
         for name, value in (("max_upload_bytes", max_upload_bytes), ("max_pixels", max_pixels)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -84,6 +86,9 @@ class Explorer:
         self.image_select = W.Dropdown(options=keys, value=keys[0], description="image", layout=wide())
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload")
         self.path = W.Text(placeholder="or a path to an image, then Enter", continuous_update=False, layout=wide())
+        self.allow_paths = bool(allow_paths)
+        if not self.allow_paths:  # a page served to others must not read this machine's files
+            self.path.layout.display = "none"
         self.method = W.Dropdown(options=method_options, value=method, description="method", layout=wide())
         self.layer = W.Dropdown(options=self.layers, value=self.state.request.layer or self.layers[-1],
                                 description="layer", layout=wide())
@@ -250,7 +255,7 @@ class Explorer:
 
     def _on_path(self, change: dict) -> None:
         path = change["new"].strip()
-        if path:
+        if path and self.allow_paths:
             self._add_and_select(path, path)
 
     def _on_method(self, change: dict) -> None:
