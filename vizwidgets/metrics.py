@@ -25,7 +25,7 @@ summing over colour channels, see :func:`vizwidgets.viz.reduce_channels`).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,12 @@ def _maps_for(maps: Any, x: Tensor) -> Tensor:
     return m
 
 
+def _check_progress(progress: Any) -> Callable[[int, int], None] | None:
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a callable (done, total) or None, got {type(progress).__name__}")
+    return progress
+
+
 def _check_steps(steps: Any, pixels: int) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int):
         raise TypeError(f"steps must be an int, got {type(steps).__name__}")
@@ -112,7 +118,7 @@ class Curve:
 
 def _curve(
     kind: str, model: Any, inputs: Tensor, maps: Any, target: Any, *, steps: int, fill: str | Tensor,
-    score: str, chunk_size: int, seed: int | None,
+    score: str, chunk_size: int, seed: int | None, progress: Callable[[int, int], None] | None = None,
 ) -> Curve:
     adapter = adapt(model)
     module = adapter.module
@@ -124,6 +130,7 @@ def _curve(
         raise ValueError(f"score must be one of {list(SCORES)}, got {score!r}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    progress = _check_progress(progress)
     other = make_baseline(x, fill, mean=adapter.mean, std=adapter.std, seed=seed)
     targets = normalize_target(target, n, adapter.classes)
     # rank[i, p] = position of pixel p in image i's order, highest map value first (stable)
@@ -150,6 +157,8 @@ def _curve(
             picked, _ = select_scores(values, targets[which])
             for (i, k), v in zip(rows[part], picked):
                 scores[i, k] = v
+            if progress is not None:
+                progress(part.stop, len(rows))
     fractions = counts.double() / (h * w)
     widths = (fractions[1:] - fractions[:-1]).to(scores)
     auc = ((scores[:, 1:] + scores[:, :-1]) / 2 * widths).sum(dim=1)
@@ -159,6 +168,7 @@ def _curve(
 def deletion(
     model: Any, inputs: Tensor, maps: Any, target: Any = None, *, steps: int = 50, fill: str | Tensor = "zero",
     score: str = "probability", chunk_size: int = _DEFAULT_CHUNK, seed: int | None = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Curve:
     """The deletion curve (Petsiuk et al. 2018): delete pixels, most important first.
 
@@ -168,22 +178,26 @@ def deletion(
     ``"blurred"``, ``"uniform"`` or a tensor, as the baselines of Integrated Gradients
     (:func:`~vizwidgets.attribution.integrated.make_baseline`). ``target`` None: each
     image's predicted class. All ``N (steps + 1)`` perturbed images run ``chunk_size`` per
-    forward pass, without gradients. Lower area = more faithful.
+    forward pass, without gradients; ``progress``, if given, is called after each pass with
+    ``(rows done, rows total)``, ``N (steps + 1)`` rows in all. Lower area = more faithful.
     """
     return _curve(
-        "deletion", model, inputs, maps, target, steps=steps, fill=fill, score=score, chunk_size=chunk_size, seed=seed
+        "deletion", model, inputs, maps, target, steps=steps, fill=fill, score=score, chunk_size=chunk_size, seed=seed,
+        progress=progress,
     )
 
 
 def insertion(
     model: Any, inputs: Tensor, maps: Any, target: Any = None, *, steps: int = 50, start: str | Tensor = "blurred",
     score: str = "probability", chunk_size: int = _DEFAULT_CHUNK, seed: int | None = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Curve:
     """The insertion curve (Petsiuk et al. 2018): start from ``start`` (default a blurred
     copy, as in the paper) and put back the original pixels, most important first. Higher
-    area = more faithful. Options as :func:`deletion`."""
+    area = more faithful. Options (``progress`` too) as :func:`deletion`."""
     return _curve(
-        "insertion", model, inputs, maps, target, steps=steps, fill=start, score=score, chunk_size=chunk_size, seed=seed
+        "insertion", model, inputs, maps, target, steps=steps, fill=start, score=score, chunk_size=chunk_size,
+        seed=seed, progress=progress,
     )
 
 
