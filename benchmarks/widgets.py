@@ -1,6 +1,12 @@
 """Latency of the Explorer: from a control change to the image widget's new value.
 
-Usage: python benchmarks/widgets.py [--repeats 20] [--threads 2] [--write docs/widgets.md]
+Usage: python benchmarks/widgets.py [--repeats 20] [--threads 2] [--write docs/widgets.md] [--browser]
+
+With ``--browser``: Voila serves the Explorer on 127.0.0.1 and Debian's chromium (Playwright)
+changes the controls; the page itself times each change, from the select's ``change`` event to
+the map view drawing the new picture, kernel and websocket included: the method switched to
+Grad-CAM with its map computed afresh (the map cache holds one entry), and the colour map
+changed (drawn in the browser, no model call).
 
 Headless (no browser): setting a control's value runs its callback, which ends by setting
 the image widget's value, so the time around the assignment is the latency the kernel adds
@@ -16,10 +22,12 @@ the image widget's value, so the time around the assignment is the latency the k
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,13 +45,127 @@ def timed(assign) -> float:
     return time.perf_counter() - start
 
 
+# In the page: the time of the last control change (a select's "change", a button's "click"),
+# and the map view's stamp of the moment it drew.
+_LISTEN = """() => { window.__changed = 0;
+    document.addEventListener('change', () => { window.__changed = performance.now(); }, true);
+    document.addEventListener('click', () => { window.__changed = performance.now(); }, true); }"""
+_DRAWN = """version => { const c = document.querySelector('canvas.vizwidgets-map');
+    return c && Number(c.dataset.version || 0) > version; }"""
+_LATENCY = """() => { const c = document.querySelector('canvas.vizwidgets-map');
+    return [Number(c.dataset.drawnAt) - window.__changed, Number(c.dataset.version)]; }"""
+_NOTEBOOK = """from vizwidgets.widgets import Explorer
+explorer = Explorer(images=["chelsea"])
+explorer.session.maps.size = 1  # every method change computes its map afresh
+explorer"""
+
+
+def browser(repeats: int) -> list[tuple[str, list[float], str]]:
+    """Voila serves the Explorer on 127.0.0.1; chromium changes controls and the page times each
+    change to the map view's drawing (the kernel, the websocket and the drawing all count)."""
+    import json
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+    import urllib.error
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    from vizwidgets.app import check_port, voila_command
+    from vizwidgets.attribution import METHODS
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise SystemExit("--browser needs chromium (apt-get install chromium)")
+    folder = Path(tempfile.mkdtemp(prefix="vizwidgets-bench-"))
+    notebook = folder / "explorer.ipynb"
+    cell = {"cell_type": "code", "execution_count": None, "id": "explorer", "metadata": {}, "outputs": [],
+            "source": _NOTEBOOK}
+    notebook.write_text(json.dumps({"cells": [cell], "metadata": {"kernelspec": {
+        "display_name": "Python 3", "language": "python", "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}))
+    port = check_port("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{port}/"
+    with (folder / "voila.log").open("w") as log:
+        server = subprocess.Popen(voila_command(notebook, "127.0.0.1", port), cwd=folder, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:  # any answer, 405 to HEAD included, means Voila listens (a GET would start a kernel)
+                urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5).close()
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"Voila did not start:\n{(folder / 'voila.log').read_text()[-2000:]}") from None
+                time.sleep(0.5)
+        with sync_playwright() as playwright:
+            chrome = playwright.chromium.launch(executable_path=chromium, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+            try:
+                page = chrome.new_page(viewport={"width": 1200, "height": 1000})
+                page.goto(url, timeout=120_000)
+                page.wait_for_function(_DRAWN, arg=0, timeout=180_000)
+                page.evaluate(_LISTEN)
+                methods = page.locator("select").nth(1)
+                colours = page.locator("select").nth(4)
+                # a Dropdown's options are its labels, spaces shown as no-break spaces
+                gradient, grad_cam = (f"{METHODS[m].family}: {METHODS[m].title}".replace(" ", "\xa0")
+                                      for m in ("gradient", "grad_cam"))
+
+                def timed_change(change: Any) -> float:
+                    version = int(page.locator("canvas.vizwidgets-map").first.get_attribute("data-version") or 0)
+                    change()
+                    page.wait_for_function(_DRAWN, arg=version, timeout=60_000)
+                    latency, _ = page.evaluate(_LATENCY)
+                    return float(latency) / 1000
+
+                for _ in range(2):  # warm up both paths
+                    timed_change(lambda: methods.select_option(label=gradient))
+                    timed_change(lambda: methods.select_option(label=grad_cam))
+                    timed_change(lambda: colours.select_option(label="inferno"))
+                    timed_change(lambda: colours.select_option(label="jet"))
+                method_times, display_times = [], []
+                for i in range(repeats):
+                    timed_change(lambda: methods.select_option(label=gradient))
+                    method_times.append(timed_change(lambda: methods.select_option(label=grad_cam)))
+                    colour = "inferno" if i % 2 == 0 else "jet"
+                    display_times.append(timed_change(lambda c=colour: colours.select_option(label=c)))
+            finally:
+                chrome.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+    return [
+        ("in chromium: method changed to grad_cam, computed afresh", method_times, "< 400 ms"),
+        ("in chromium: colour map changed (no model call)", display_times, "< 100 ms"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", type=Path, default=None)
+    parser.add_argument("--browser", action="store_true",
+                        help="time in chromium, through Voila: from the change in the page to the map drawn")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.browser:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for the kernel Voila starts
+        rows = browser(args.repeats)
+        for label, times, target in rows:
+            print(f"{label:<58} median {statistics.median(times) * 1000:6.1f} ms  max {max(times) * 1000:6.1f} ms  "
+                  f"(n={len(times)}) {target}")
+        return
     explorer = Explorer(images=["chelsea"])
     for method in SINGLE_PASS:  # warm up every code path once
         explorer.method.value = method

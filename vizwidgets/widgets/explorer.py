@@ -35,6 +35,7 @@ from vizwidgets.widgets.controls import (
     wide,
 )
 from vizwidgets.widgets.mapview import MODES, MapView
+from vizwidgets.widgets.measure import MeasurePanel
 from vizwidgets.widgets.state import Display, ExplorerState, Request
 
 __all__ = ["Explorer"]
@@ -109,6 +110,8 @@ class Explorer:
         self.mode = W.ToggleButtons(options=list(MODES), value="overlay", style={"button_width": "auto"},
                                     tooltips=["the map over the picture", "the map alone", "picture and map"])
         self.view = MapView()
+        self.measure = MeasurePanel(self.session)  # faithfulness of the map on screen, on request
+        self.measure.widget.add_class("vizwidgets-measure")
         self.compare_box = W.HBox()
         self.bars = W.HTML()
         self.status = W.HTML()
@@ -119,7 +122,8 @@ class Explorer:
                 W.VBox([self.image_select, self.upload, self.path, self.method, self.layer, self.target,
                         self.search, self.options_box, W.HTML("<b>display</b>"), self.opacity, self.cmap,
                         self.scaling, self.sign, self.mode, self.compare]),
-                W.VBox([self.view, self.status, self.error, self.note, self.bars, self.compare_box]),
+                W.VBox([self.view, self.status, self.error, self.note, self.bars, self.measure.widget,
+                        self.compare_box]),
             ]
         )
         self._build_options(method)
@@ -181,6 +185,7 @@ class Explorer:
             attribution = explained.results[request.method].map
             picture = self.session.picture(request.image)
             self.view.show(picture, attribution, self.state.display, label=explained.target_class)
+            self.measure.show(request)
             self._draw_compared()
             self.state.seconds = time.perf_counter() - started
             self.state.error = ""

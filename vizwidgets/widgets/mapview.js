@@ -127,6 +127,7 @@ function render({ model, el }) {
     }
     ctx.putImageData(out, 0, 0);
     canvas.dataset.version = String(model.get("version"));
+    canvas.dataset.drawnAt = String(performance.now());  // read by benchmarks/widgets.py --browser
     drawBox();
   }
 
