@@ -88,13 +88,13 @@ def _shots(tmp_path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _browser(shots: Path, name: str) -> Iterator[Any]:
+def _browser(shots: Path, name: str, height: int = 1000) -> Iterator[Any]:
     """A chromium page; when the test fails inside, its screenshot is saved as ``failed-<name>.png``."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        page = browser.new_page(viewport={"width": 1200, "height": height})
         try:
             yield page
         except BaseException:
@@ -130,9 +130,10 @@ def app_url():
 
 
 def _upload(page, name: str, content: bytes) -> None:
-    page.locator("input[type=file]").first.set_input_files(
-        files=[{"name": name, "mimeType": "image/png", "buffer": content}]
-    )
+    """Click the upload button and give the file chooser that opens one file."""
+    with page.expect_file_chooser(timeout=30_000) as chooser:
+        page.locator(".widget-upload").first.click()
+    chooser.value.set_files(files=[{"name": name, "mimeType": "image/png", "buffer": content}])
 
 
 def test_the_app_takes_an_upload_measures_the_map_and_refuses_bad_files(app_url, tmp_path) -> None:
@@ -142,7 +143,7 @@ def test_the_app_takes_an_upload_measures_the_map_and_refuses_bad_files(app_url,
     rocket = io.BytesIO()
     Image.open(sample_image_path("rocket")).save(rocket, format="PNG")
     big = os.urandom(8_100_000)  # over the app's 8 MB: refused before anything is decoded
-    with _browser(shots, "app") as page:
+    with _browser(shots, "app", height=1250) as page:
         page.goto(app_url, timeout=120_000)
         page.wait_for_function(DRAWN_AFTER, arg=0, timeout=180_000)
         text = page.inner_text("body").replace("\xa0", " ")

@@ -100,3 +100,21 @@ def test_readme_top1_table_is_what_the_model_says(lite) -> None:
         assert f"{top.probability:.2f}" == probability, (name, top.probability)
     example = re.search(r"model\.predict\(\"chelsea\"\)\[0\].*probability=(0\.\d+)", readme)
     assert example and abs(lite.predict("chelsea")[0].probability - float(example.group(1))) < 1e-3
+
+
+def test_the_readme_screenshot_of_the_app_is_the_browser_tests() -> None:
+    """The README shows docs/images/app.png, and that file carries the mark the browser test
+    writes into its screenshot (``VIZWIDGETS_UPDATE_DOCS=1``), naming the test that took it."""
+    from PIL import Image
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        import test_browser
+    finally:
+        sys.path.remove(str(ROOT / "tests"))
+    assert "](docs/images/app.png)" in (ROOT / "README.md").read_text()
+    with Image.open(ROOT / "docs" / "images" / "app.png") as shot:
+        assert shot.text.get("Source") == test_browser.SCREENSHOT_SOURCE  # type: ignore[attr-defined]
+        assert shot.width >= 1000 and shot.height >= 900
+    name = test_browser.SCREENSHOT_SOURCE.split("::")[1]
+    assert callable(getattr(test_browser, name)), f"{name} is no longer a test in tests/test_browser.py"
