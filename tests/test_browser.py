@@ -221,15 +221,16 @@ EXPLORER_CELLS = [
 ]
 
 
-def _jupyter(tmp_path: Path, app: str) -> Iterator[tuple[str, str, Path]]:
-    """``python -m vizwidgets course --app APP`` on 127.0.0.1 with a token; stopped after."""
+def _jupyter(tmp_path: Path, app: str, name: str, cells: list[str]) -> Iterator[tuple[str, str, Path]]:
+    """``python -m vizwidgets course --app APP`` on 127.0.0.1 with a token, serving a notebook
+    ``name`` of ``cells`` among the course's; stopped after."""
     _require_browser()
     folder = tmp_path / "my-course"
     folder.mkdir()
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    notebook.cells = [nbformat.v4.new_code_cell(source) for source in EXPLORER_CELLS]
-    nbformat.write(notebook, folder / "explorer.ipynb")
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    nbformat.write(notebook, folder / name)
     port, token = free_port(), "browser-test-token"
     command = [sys.executable, "-m", "vizwidgets", "course", str(folder), "--app", app, "--", "--no-browser",
                f"--port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
@@ -243,7 +244,7 @@ def _jupyter(tmp_path: Path, app: str) -> Iterator[tuple[str, str, Path]]:
 
 @pytest.fixture(params=["lab", "notebook"])
 def explorer_notebook(request, tmp_path):
-    yield from _jupyter(tmp_path, request.param)
+    yield from _jupyter(tmp_path, request.param, "explorer.ipynb", EXPLORER_CELLS)
 
 
 def _wait_for_kernel(base: str, token: str) -> None:
@@ -332,84 +333,42 @@ def test_the_explorer_in_jupyterlab_and_notebook_7(explorer_notebook, tmp_path, 
 
 @pytest.fixture()
 def course_server(tmp_path):
-    """``python -m vizwidgets course`` on 127.0.0.1 (JupyterLab), with a token; stopped after."""
-    _require_browser()
-    folder = tmp_path / "my-course"
-    folder.mkdir()
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    notebook.cells = [nbformat.v4.new_code_cell(
-        "import ipywidgets as W\nW.IntSlider(value=7, max=10, description='seven')"
-    )]
-    nbformat.write(notebook, folder / "widget.ipynb")
-    port, token = free_port(), "browser-test-token"
-    command = [sys.executable, "-m", "vizwidgets", "course", str(folder), "--", "--no-browser", f"--port={port}",
-               "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
-    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "user-settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"))
-    base = f"http://127.0.0.1:{port}"
-    with running(command, f"{base}/api/status?token={token}", tmp_path / "jupyter.log", env=env):
-        yield base, token, folder
+    yield from _jupyter(tmp_path, "lab", "widget.ipynb",
+                        ["import ipywidgets as W\nW.IntSlider(value=7, max=10, description='seven')"])
 
 
 def test_jupyterlab_reopens_a_saved_notebook_with_its_widgets(course_server, tmp_path) -> None:
     """Run a widget cell, save, stop the kernel, reload: the widget shows, not "model not found"."""
-    import json
-
-    from playwright.sync_api import sync_playwright
-
     base, token, folder = course_server
-    shots = Path(os.environ.get("VIZWIDGETS_SCREENSHOTS", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = _shots(tmp_path)
     saved = folder / "widget.ipynb"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run", "--disable-sync"],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 800})
-            page.goto(f"{base}/lab/tree/widget.ipynb?token={token}", timeout=120_000)
-            page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=120_000)
-            deadline = time.monotonic() + 120  # the notebook's kernel is up and connected
-            kernels: list = []
-            while True:
-                try:  # while a kernel starts, listing the kernels can fail for a moment (HTTP 500)
-                    with urllib.request.urlopen(f"{base}/api/kernels?token={token}") as response:
-                        kernels = json.loads(response.read())
-                except OSError:
-                    kernels = []
-                if any(k["connections"] > 0 and k["execution_state"] == "idle" for k in kernels):
-                    break
-                assert time.monotonic() < deadline, f"no kernel became ready: {kernels}"
-                time.sleep(0.5)
-            page.wait_for_timeout(1000)
-            page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
-            page.keyboard.press("Shift+Enter")
-            page.wait_for_selector(".jp-OutputArea .widget-slider", timeout=60_000)
-            page.keyboard.press("Control+s")
-            deadline = time.monotonic() + 30
-            state: dict = {}
-            while time.monotonic() < deadline and not state:
-                metadata = json.loads(saved.read_text()).get("metadata", {})
-                widgets = metadata.get("widgets", {})
-                state = widgets.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
-                time.sleep(0.5)
-            assert any(m.get("state", {}).get("description") == "seven" for m in state.values()), state
-            # "later": the kernel is gone, and the notebook is opened again
-            with urllib.request.urlopen(f"{base}/api/kernels?token={token}") as response:
-                kernels = json.loads(response.read())
-            for kernel in kernels:
-                request = urllib.request.Request(f"{base}/api/kernels/{kernel['id']}?token={token}", method="DELETE")
-                urllib.request.urlopen(request).close()
-            page.reload()
-            page.wait_for_selector(".jp-Notebook .jp-OutputArea-output", timeout=120_000)
-            page.wait_for_timeout(3000)  # the widget manager restores (or fails to) meanwhile
-            page.screenshot(path=str(shots / "jupyterlab-reopened.png"))
-            text = page.inner_text(".jp-Notebook")
-            assert "model not found" not in text
-            assert page.locator(".jp-OutputArea .widget-slider").count() == 1
-            assert "seven" in text
-        finally:
-            browser.close()
+    with _browser(shots, "jupyterlab-reopened", height=800) as page:
+        page.goto(f"{base}/lab/tree/widget.ipynb?token={token}", timeout=120_000)
+        page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=120_000)
+        _wait_for_kernel(base, token)
+        page.wait_for_timeout(1000)
+        _run_cell(page, 0)
+        page.wait_for_selector(".jp-OutputArea .widget-slider", timeout=60_000)
+        page.keyboard.press("Control+s")
+        deadline = time.monotonic() + 30
+        state: dict = {}
+        while time.monotonic() < deadline and not state:
+            metadata = json.loads(saved.read_text()).get("metadata", {})
+            widgets = metadata.get("widgets", {})
+            state = widgets.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+            time.sleep(0.5)
+        assert any(m.get("state", {}).get("description") == "seven" for m in state.values()), state
+        # "later": the kernel is gone, and the notebook is opened again
+        with urllib.request.urlopen(f"{base}/api/kernels?token={token}") as response:
+            kernels = json.loads(response.read())
+        for kernel in kernels:
+            request = urllib.request.Request(f"{base}/api/kernels/{kernel['id']}?token={token}", method="DELETE")
+            urllib.request.urlopen(request).close()
+        page.reload()
+        page.wait_for_selector(".jp-Notebook .jp-OutputArea-output", timeout=120_000)
+        page.wait_for_timeout(3000)  # the widget manager restores (or fails to) meanwhile
+        page.screenshot(path=str(shots / "jupyterlab-reopened.png"))
+        text = page.inner_text(".jp-Notebook")
+        assert "model not found" not in text
+        assert page.locator(".jp-OutputArea .widget-slider").count() == 1
+        assert "seven" in text
