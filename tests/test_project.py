@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -42,8 +43,83 @@ def test_ruff_and_mypy_pass(command: tuple[str, ...]) -> None:
     )
 
 
-def test_binder_environment_is_the_conda_environment() -> None:
-    assert (ROOT / "binder" / "environment.yml").read_text() == (ROOT / "environment.yml").read_text()
+def _lock_tool():
+    spec = importlib.util.spec_from_file_location("lock", ROOT / "tools" / "lock.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_lock_binder_environment_and_pyproject_agree() -> None:
+    assert _lock_tool().disagreements(ROOT) == []
+
+
+@pytest.mark.parametrize(("path", "old", "new", "words"), [
+    ("binder/requirements.txt", "\ntorch==2.14.1\n", "\ntorch==2.14.0\n",
+     "binder/requirements.txt has torch 2.14.0, requirements.lock 2.14.1"),
+    ("requirements.lock", "\nnumpy==", "\nnumpy==1.",
+     "binder/requirements.txt has numpy"),
+    ("pyproject.toml", '"ipywidgets>=8,<9"', '"ipywidgets>=9"', "outside pyproject.toml's ipywidgets>=9"),
+    ("environment.yml", "  - anywidget>=0.9\n", "  - anywidget>=1.5\n", "environment.yml asks anywidget>=1.5"),
+    ("binder/runtime.txt", "python-3.11", "python-3.12", "binder/runtime.txt says 'python-3.12'"),
+    ("binder/requirements.txt", "--extra-index-url https://download.pytorch.org/whl/cpu\n", "",
+     "does not take PyTorch from"),
+])
+def test_the_agreement_check_fails_when_one_file_changes(tmp_path: Path, path: str, old: str, new: str,
+                                                         words: str) -> None:
+    """A version changed in one file (a copy of the project's files) is named by the check."""
+    for name in ("requirements.lock", "binder/requirements.txt", "binder/runtime.txt", "environment.yml",
+                 "pyproject.toml"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    text = (tmp_path / path).read_text()
+    assert old in text
+    (tmp_path / path).write_text(text.replace(old, new, 1))
+    problems = _lock_tool().disagreements(tmp_path)
+    assert any(words in p for p in problems), problems
+
+
+def test_binder_start_sets_threads_from_the_cpu_quota_and_hands_over(tmp_path: Path) -> None:
+    start = ROOT / "binder" / "start"
+    assert os.access(start, os.X_OK) and os.access(ROOT / "binder" / "postBuild", os.X_OK)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    env["VIZWIDGETS_CGROUP_ROOT"] = str(tmp_path)
+    show = [str(start), "sh", "-c", 'echo "$OMP_NUM_THREADS $MKL_NUM_THREADS $OPENBLAS_NUM_THREADS $PPID"']
+    for quota, threads in [("250000 100000", "2"), ("50000 100000", "1"), ("400000 100000", "4")]:
+        (tmp_path / "cpu.max").write_text(quota + "\n")
+        done = subprocess.run(show, env=env, capture_output=True, text=True, check=True)
+        *counts, parent = done.stdout.split()
+        assert counts == [threads] * 3, (quota, done.stdout)
+        assert int(parent) == os.getpid()  # exec: the command replaced the script, it is our child
+    (tmp_path / "cpu.max").write_text("max 100000\n")  # no quota: the cores this process may use
+    done = subprocess.run(show, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split()[0] == str(len(os.sched_getaffinity(0)))
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("300000\n")  # cgroup v1
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    done = subprocess.run(show, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split()[0] == "3"
+    done = subprocess.run(show, env=dict(env, OMP_NUM_THREADS="5"), capture_output=True, text=True, check=True)
+    assert done.stdout.split()[:2] == ["5", "3"]  # a value the host set is kept
+    assert subprocess.run([str(start), "sh", "-c", "exit 7"], env=env).returncode == 7
+
+
+def test_binder_postbuild_stops_at_the_first_error(tmp_path: Path) -> None:
+    """Its commands run for real in CI (.ci/run, in an environment made from the lock); here a
+    failing first command must stop it before the next one runs."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "ran"
+    for name, status in (("pip", 3), ("python", 0)):
+        fake = bin_dir / name
+        fake.write_text(f"#!/bin/sh\necho {name} \"$@\" >> {log}\nexit {status}\n")
+        fake.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    done = subprocess.run([str(ROOT / "binder" / "postBuild")], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 3
+    assert log.read_text().splitlines() == ["pip install --no-deps -e ."]
 
 
 def test_conda_environment_lists_every_pyproject_dependency() -> None:
@@ -60,7 +136,8 @@ def test_conda_environment_lists_every_pyproject_dependency() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
-    runs = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if "pytest" in line]
+    runs = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+            if line.startswith("python3 -m venv .venv ")]
     assert len(runs) == 1
     assert runs[0] in readme
 
