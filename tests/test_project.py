@@ -119,7 +119,7 @@ def test_binder_postbuild_stops_at_the_first_error(tmp_path: Path) -> None:
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
     done = subprocess.run([str(ROOT / "binder" / "postBuild")], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 3
-    assert log.read_text().splitlines() == ["pip install --no-deps -e ."]
+    assert log.read_text().splitlines() == ["pip install --no-deps ."]
 
 
 def test_conda_environment_lists_every_pyproject_dependency() -> None:
