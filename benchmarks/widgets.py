@@ -63,45 +63,18 @@ explorer"""
 def browser(repeats: int) -> list[tuple[str, list[float], str]]:
     """Voila serves the Explorer on 127.0.0.1; chromium changes controls and the page times each
     change to the map view's drawing (the kernel, the websocket and the drawing all count)."""
-    import json
     import shutil
-    import signal
-    import subprocess
-    import tempfile
-    import urllib.error
-    import urllib.request
 
     from playwright.sync_api import sync_playwright
 
-    from vizwidgets.app import check_port, voila_command
+    from vizwidgets.app import serve
     from vizwidgets.attribution import METHODS
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise SystemExit("--browser needs chromium (apt-get install chromium)")
-    folder = Path(tempfile.mkdtemp(prefix="vizwidgets-bench-"))
-    notebook = folder / "explorer.ipynb"
-    cell = {"cell_type": "code", "execution_count": None, "id": "explorer", "metadata": {}, "outputs": [],
-            "source": _NOTEBOOK}
-    notebook.write_text(json.dumps({"cells": [cell], "metadata": {"kernelspec": {
-        "display_name": "Python 3", "language": "python", "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}))
-    port = check_port("127.0.0.1", 0)
-    url = f"http://127.0.0.1:{port}/"
-    with (folder / "voila.log").open("w") as log:
-        server = subprocess.Popen(voila_command(notebook, "127.0.0.1", port), cwd=folder, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:  # any answer, 405 to HEAD included, means Voila listens (a GET would start a kernel)
-                urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5).close()
-                break
-            except urllib.error.HTTPError:
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"Voila did not start:\n{(folder / 'voila.log').read_text()[-2000:]}") from None
-                time.sleep(0.5)
+    # Voila, its kernel and its folder are stopped and removed when the block ends
+    with serve(port=0, source=_NOTEBOOK) as url:
         with sync_playwright() as playwright:
             chrome = playwright.chromium.launch(executable_path=chromium, args=[
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
@@ -136,14 +109,6 @@ def browser(repeats: int) -> list[tuple[str, list[float], str]]:
                     display_times.append(timed_change(lambda c=colour: colours.select_option(label=c)))
             finally:
                 chrome.close()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        shutil.rmtree(folder, ignore_errors=True)
     return [
         ("in chromium: method changed to grad_cam, computed afresh", method_times, "< 400 ms"),
         ("in chromium: colour map changed (no model call)", display_times, "< 100 ms"),

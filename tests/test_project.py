@@ -15,8 +15,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# PyPI name -> conda-forge name, where they differ
-CONDA_NAMES = {"torch": "pytorch-cpu", "matplotlib": "matplotlib-base"}
 
 
 def _name(requirement: str) -> str:
@@ -123,6 +121,7 @@ def test_binder_postbuild_stops_at_the_first_error(tmp_path: Path) -> None:
 
 
 def test_conda_environment_lists_every_pyproject_dependency() -> None:
+    conda_names = {pypi: conda for conda, pypi in _lock_tool().FROM_CONDA.items()}  # where they differ
     project = _pyproject()["project"]
     wanted = [*project["dependencies"]]
     for extra in project["optional-dependencies"].values():
@@ -130,7 +129,7 @@ def test_conda_environment_lists_every_pyproject_dependency() -> None:
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = {_name(d) for d in environment["dependencies"] if isinstance(d, str)}
     pip = {_name(d) for d in environment["dependencies"] if isinstance(d, dict) for d in d["pip"]}
-    missing = [r for r in wanted if CONDA_NAMES.get(_name(r), _name(r)) not in conda | pip]
+    missing = [r for r in wanted if conda_names.get(_name(r), _name(r)) not in conda | pip]
     assert not missing, f"environment.yml lacks {missing}"
 
 

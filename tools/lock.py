@@ -56,7 +56,7 @@ HEADER = """\
 HOSTING = ("nbgitpuller>=1.2",)
 
 
-def _test_tools() -> list[str]:
+def _other_inputs() -> list[str]:
     """pytest and nbval as the ``test`` extra asks for them, and :data:`HOSTING`."""
     test = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
     return [r for r in test if re.split(r"[<>=!~ ;\[]", r, maxsplit=1)[0] in ("pytest", "nbval")] + list(HOSTING)
@@ -69,7 +69,7 @@ def resolve() -> list[str]:
         raise SystemExit("tools/lock.py needs uv: pip install uv")
     with tempfile.TemporaryDirectory() as folder:
         extra = Path(folder) / "tools.in"
-        extra.write_text("\n".join(_test_tools()) + "\n")
+        extra.write_text("\n".join(_other_inputs()) + "\n")
         constraints = Path(folder) / "constraints.txt"
         constraints.write_text("\n".join(TORCH) + "\n")
         command = [uv, "pip", "compile", str(ROOT / "pyproject.toml"), str(extra),
@@ -116,7 +116,7 @@ def pins_of(text: str) -> dict[str, str]:
 
 
 #: conda-forge names (environment.yml) -> PyPI names, where they differ
-_FROM_CONDA = {"pytorch-cpu": "torch", "matplotlib-base": "matplotlib"}
+FROM_CONDA = {"pytorch-cpu": "torch", "matplotlib-base": "matplotlib"}
 
 
 def disagreements(root: Path = ROOT) -> list[str]:
@@ -166,7 +166,7 @@ def disagreements(root: Path = ROOT) -> list[str]:
         if not isinstance(entry, str):
             continue
         name, specifier = re.match(r"([A-Za-z0-9_.-]+)\s*(.*)", entry).groups()  # type: ignore[union-attr]
-        name = _FROM_CONDA.get(name.lower(), name.lower())
+        name = FROM_CONDA.get(name.lower(), name.lower())
         if name == "python":
             python = specifier.lstrip("=")
             continue

@@ -183,9 +183,11 @@ def page(model: Any = None) -> AppPage:
     return AppPage(W.VBox([header, how, explorer.widget]), header, explorer, loaded, summary)
 
 
-def write_notebook(folder: Path, model: str | None) -> Path:
-    """Write the app's one-cell notebook (it calls :func:`page`) into ``folder``; returns its path."""
-    source = f"from vizwidgets.app import page\n\npage(model={model!r})"
+def write_notebook(folder: Path, model: str | None, source: str | None = None) -> Path:
+    """Write the app's one-cell notebook into ``folder``; returns its path. The cell calls
+    :func:`page`, or is ``source`` when given (a benchmark's variant of the page, say)."""
+    if source is None:
+        source = f"from vizwidgets.app import page\n\npage(model={model!r})"
     notebook = {
         "cells": [{"cell_type": "code", "execution_count": None, "id": "page", "metadata": {},
                    "outputs": [], "source": source}],
@@ -319,9 +321,10 @@ class AppServer:
 
     def __init__(
         self, *, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, model: str | None = None,
-        ready_timeout: float = READY_TIMEOUT,
+        ready_timeout: float = READY_TIMEOUT, source: str | None = None,
     ) -> None:
         self.host = host
+        self.source = source  # the notebook cell's code; None: the app's page
         self.port = port
         self.model = model
         self.ready_timeout = ready_timeout
@@ -345,7 +348,7 @@ class AppServer:
         self.folder = Path(tempfile.mkdtemp(prefix="vizwidgets-app-"))
         served = self.folder / "page"  # Voila serves this folder: the notebook only, not the log
         served.mkdir()
-        notebook = write_notebook(served, self.model)
+        notebook = write_notebook(served, self.model, self.source)
         with self._log_path().open("wb") as log:
             self.process = subprocess.Popen(
                 voila_command(notebook, self.host, self.port), cwd=served, stdin=subprocess.DEVNULL,
@@ -447,16 +450,17 @@ def _stop_all(pids: Sequence[int], timeout: float = 5.0) -> None:
 @contextlib.contextmanager
 def serve(
     *, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, model: str | None = None,
-    ready_timeout: float = READY_TIMEOUT,
+    ready_timeout: float = READY_TIMEOUT, source: str | None = None,
 ) -> Iterator[str]:
     """Serve the app while the block runs; yields its URL once Voila answers.
 
     ``port`` 0 picks a free port. On the way out (also on an error or Ctrl-C) Voila and its
     kernels are stopped and the temporary folder is removed. Raises :class:`AppError` for a
     mistake found before starting (unknown model, port in use, Voila missing) and
-    :class:`ServerError` when Voila does not come up.
+    :class:`ServerError` when Voila does not come up. ``source``: the notebook cell's code instead
+    of the app's page (``benchmarks/widgets.py --browser`` serves a variant this way).
     """
-    with AppServer(port=port, host=host, model=model, ready_timeout=ready_timeout) as server:
+    with AppServer(port=port, host=host, model=model, ready_timeout=ready_timeout, source=source) as server:
         yield server.url
 
 
