@@ -13,6 +13,11 @@
   (within a tolerance of 15 pixels)? :func:`energy_in_box`, its energy-based variant (Wang
   et al. 2020, "Score-CAM"): the share of the map's positive mass inside the box.
   :func:`localisation` runs both on a :func:`~vizwidgets.data.make_scene` scene.
+- :func:`relevance_mass` (Arras, Osman & Samek 2022, "CLEVR-XAI: A benchmark dataset for the
+  ground truth evaluation of neural network explanations", Information Fusion 81,
+  https://doi.org/10.1016/j.inffus.2021.11.008): the share of a map's positive relevance that
+  falls inside a ground-truth mask. :func:`relevance_mass_table` scores several methods on
+  several regions at once (the lesion and the shortcut's marker in notebook 10).
 - :func:`randomization_check` (Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim 2018,
   "Sanity Checks for Saliency Maps", NeurIPS): randomise the model's layers from the top down,
   cumulatively, on a copy, and measure how much the map still resembles the original
@@ -33,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from vizwidgets.attribution import attribute
+from vizwidgets.attribution.registry import METHODS
 from vizwidgets.attribution.base import check_inputs, chunks, normalize_target, prepared, select_scores
 from vizwidgets.attribution.baselines import make_baseline
 from vizwidgets.models.adapter import ModelAdapter, adapt
@@ -47,6 +53,9 @@ __all__ = [
     "pointing_game",
     "energy_in_box",
     "localisation",
+    "relevance_mass",
+    "MassTable",
+    "relevance_mass_table",
     "SanityCheck",
     "randomization_check",
     "spearman",
@@ -429,3 +438,90 @@ def randomization_check(
         randomised = reduced(attribute(twin, x, targets, method, **options))
         rows.append([spearman(original[i], randomised[i]) for i in range(x.shape[0])])
     return SanityCheck(method, order, torch.tensor(rows), absolute)
+
+
+def relevance_mass(maps: Any, masks: Any) -> Tensor:
+    """Relevance mass accuracy (Arras et al. 2022): ``R_inside / R_total`` per image, ``(N,)``.
+
+    ``maps``: ``(N, 1, H, W)`` or ``(N, 3, H, W)`` (summed over colour channels, keeping the
+    sign); only the positive relevance counts, ``R = max(map, 0)``, so evidence *against* the
+    class neither adds to nor takes from a region. ``masks``: ``(N, H, W)`` or ``(N, 1, H, W)``
+    booleans (anything nonzero is inside), at the maps' size. An image whose map has no positive
+    relevance scores 0. The score is 1 when all the positive relevance lies in the mask; a map
+    spread evenly scores the mask's share of the image.
+    """
+    relevance = reduce_channels(maps, "sum")[:, 0].clamp(min=0)
+    inside = torch.as_tensor(masks, device=relevance.device)
+    if inside.dim() == 4 and inside.shape[1] == 1:
+        inside = inside[:, 0]
+    if tuple(inside.shape) != tuple(relevance.shape):
+        raise ValueError(
+            f"masks must be (N, H, W) at the maps' size {tuple(relevance.shape)}, got "
+            f"{tuple(inside.shape)}; make the masks at the model's input size"
+        )
+    inside = inside != 0
+    total = relevance.flatten(1).sum(dim=1)
+    within = (relevance * inside).flatten(1).sum(dim=1)
+    return torch.where(total > 0, within / total.clamp(min=torch.finfo(total.dtype).tiny), 0.0)
+
+
+@dataclass(frozen=True)
+class MassTable:
+    """:func:`relevance_mass_table`: ``scores[method][region]`` is the mean relevance mass of
+    ``method`` in ``region`` over the images; ``images`` how many were scored."""
+
+    scores: dict[str, dict[str, float]]
+    regions: tuple[str, ...]
+    images: int
+
+    def best(self, region: str) -> str:
+        """The method that puts the most mass in ``region``."""
+        return max(self.scores, key=lambda method: self.scores[method][region])
+
+    def to_markdown(self, digits: int = 2) -> str:
+        """The table in Markdown: one row per method, one column per region, then the rest."""
+        header = ["method", *(f"mass in {r}" for r in self.regions), "elsewhere"]
+        lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        for method, row in self.scores.items():
+            values = [row[r] for r in self.regions]
+            cells = [f"{v:.{digits}f}" for v in (*values, max(0.0, 1.0 - sum(values)))]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+
+def relevance_mass_table(
+    model: Any,
+    inputs: Tensor,
+    regions: dict[str, Any],
+    methods: Sequence[str] = ("grad_cam", "integrated_gradients", "lrp", "occlusion"),
+    target: Any = None,
+    *,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> MassTable:
+    """Score each of ``methods`` by its :func:`relevance_mass` in each ground-truth region.
+
+    ``inputs``: a preprocessed batch ``(N, 3, H, W)``; ``regions``: a name for each set of masks
+    ``(N, H, W)`` at the input's size (for the radiographs: ``{"lesion": data.lesion_masks,
+    "marker": data.marker_masks}``, on images that hold both); ``target``: the class explained
+    (None: each image's predicted class); ``options``: per-method options, e.g.
+    ``{"integrated_gradients": {"steps": 32}}``. Returns the mean score per method and region.
+
+    Regions may overlap; where they do not, one minus their sum is the mass elsewhere.
+    """
+    if not regions:
+        raise ValueError('regions must name at least one set of masks, e.g. {"lesion": masks}')
+    x = check_inputs(inputs)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; known methods: {', '.join(METHODS)}")
+    options = options or {}
+    scores: dict[str, dict[str, float]] = {}
+    for method in methods:
+        maps = attribute(model, x, target, method, **options.get(method, {}))
+        scores[method] = {
+            name: float(relevance_mass(maps, masks).mean()) for name, masks in regions.items()
+        }
+    return MassTable(scores, tuple(regions), int(x.shape[0]))

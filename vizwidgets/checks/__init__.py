@@ -23,8 +23,8 @@ package.
 The package is laid out by notebook: :mod:`~vizwidgets.checks._harness` (calling the learner's
 code, comparing, feedback) and :mod:`~vizwidgets.checks._nets` (small fixed networks) are
 shared; then one module per notebook group: ``welcome`` (00), ``saliency`` (01), ``guided``
-(02), ``cam`` (03), ``integrated`` (04), ``lrp`` (05), ``style`` (06 and 08), ``fooling`` (07)
-and ``evaluation`` (09). Every grader is importable from ``vizwidgets.checks``.
+(02), ``cam`` (03), ``integrated`` (04), ``lrp`` (05), ``style`` (06 and 08), ``fooling`` (07),
+``evaluation`` (09) and ``shortcuts`` (10). Every grader is importable from ``vizwidgets.checks``.
 
 >>> import torch
 >>> from vizwidgets.checks import check_softmax
@@ -41,6 +41,7 @@ from vizwidgets.checks.guided import check_guided_relu_function, check_rectifier
 from vizwidgets.checks.integrated import check_completeness_gap, check_riemann_ig
 from vizwidgets.checks.lrp import check_lrp_epsilon
 from vizwidgets.checks.saliency import check_input_gradient, check_saliency_map, check_smoothgrad
+from vizwidgets.checks.shortcuts import check_relevance_mass, check_train_one_epoch
 from vizwidgets.checks.style import check_gram_matrix, check_style_loss, check_total_variation
 from vizwidgets.checks.welcome import check_softmax, check_top_k
 
@@ -63,4 +64,6 @@ __all__ = [
     "check_style_loss",
     "check_curve_area",
     "check_pointing_hit",
+    "check_train_one_epoch",
+    "check_relevance_mass",
 ]

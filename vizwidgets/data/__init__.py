@@ -41,6 +41,7 @@ from vizwidgets.data.loading import (
     ImageTooLargeError,
     load_image,
 )
+from vizwidgets.data.radiographs import MARKER_POLICIES, Radiographs, make_radiographs
 from vizwidgets.data.scenes import _COMPOSITE_RENAMED, Box, Scene, make_scene
 from vizwidgets.data.scenes import make_composite as make_composite  # deprecated
 
@@ -48,6 +49,9 @@ __all__ = [
     "IMAGE_FORMATS",
     "IMAGE_SUFFIXES",
     "MAX_PIXELS",
+    "MARKER_POLICIES",
+    "Radiographs",
+    "make_radiographs",
     "Box",
     "ImageSource",
     "ImageTooLargeError",
