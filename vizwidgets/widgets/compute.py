@@ -191,5 +191,5 @@ def explain_picture(
 
 def predictions_of(probabilities: Tensor, classes: Any, k: int = 5) -> list[tuple[int, str, float]]:
     """The top ``k`` ``(index, name, probability)``."""
-    values, indices = probabilities.topk(k)
+    values, indices = probabilities.topk(min(k, probabilities.shape[-1]))
     return [(int(i), classes[int(i)], float(p)) for p, i in zip(values, indices)]
