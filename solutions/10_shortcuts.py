@@ -39,10 +39,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vizwidgets import metrics
 from vizwidgets.attribution import attribute
 from vizwidgets.checks import check_relevance_mass, check_train_one_epoch
 from vizwidgets.data import make_radiographs
-from vizwidgets import metrics
 from vizwidgets.metrics import relevance_mass_table
 from vizwidgets.models.radiograph_net import (
     RadiographNet,
@@ -246,7 +246,8 @@ check_relevance_mass(relevance_mass)
 ig = attribute(model, x, 1, "integrated_gradients").sum(dim=1)  # (16, 64, 64), summed over colour
 yours = relevance_mass(ig, torch.as_tensor(with_both.marker_masks))
 print("your mass in the marker:   ", [round(v, 2) for v in yours[:6].tolist()], "...")
-print("package's mass in marker:  ", [round(v, 2) for v in metrics.relevance_mass(ig[:6, None], with_both.marker_masks[:6]).tolist()], "...")
+package = metrics.relevance_mass(ig[:6, None], with_both.marker_masks[:6])
+print("package's mass in marker:  ", [round(v, 2) for v in package.tolist()], "...")
 
 # %% [markdown]
 # ## Scoring every method against the ground truth

@@ -26,7 +26,6 @@ from vizwidgets.metrics import MassTable, relevance_mass, relevance_mass_table
 from vizwidgets.models import adapt
 from vizwidgets.models.radiograph_net import (
     RadiographNet,
-    accuracy,
     radiograph_inputs,
     radiograph_model,
     train_radiograph_net,
@@ -117,7 +116,8 @@ def test_radiograph_model_is_a_loaded_model_every_method_takes() -> None:
     assert adapt(loaded).default_layer == "features"
     data = make_radiographs(2, seed=0)
     x = radiograph_inputs(data)
-    assert torch.allclose(x, loaded.inputs([(im.transpose(1, 2, 0) * 255).round().astype("uint8") for im in data.images]), atol=0.02)
+    pictures = [(im.transpose(1, 2, 0) * 255).round().astype("uint8") for im in data.images]
+    assert torch.allclose(x, loaded.inputs(pictures), atol=0.02)  # 8-bit pictures, same inputs
     from vizwidgets.attribution import attribute
 
     for method in ("grad_cam", "integrated_gradients", "lrp", "occlusion"):

@@ -38,9 +38,9 @@ import torch
 from torch import Tensor, nn
 
 from vizwidgets.attribution import attribute
-from vizwidgets.attribution.registry import METHODS
 from vizwidgets.attribution.base import check_inputs, chunks, normalize_target, prepared, select_scores
 from vizwidgets.attribution.baselines import make_baseline
+from vizwidgets.attribution.registry import METHODS
 from vizwidgets.models.adapter import ModelAdapter, adapt
 from vizwidgets.viz import normalize, reduce_channels
 

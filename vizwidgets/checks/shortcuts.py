@@ -165,8 +165,9 @@ def check_train_one_epoch(train_one_epoch: Callable[..., Any]) -> None:
                 f"{_compare(got, want)}\nHint: {hint}."
             )
         if isinstance(result, Tensor):
+            attached = "attached to the graph" if result.requires_grad else "not a float"
             raise AssertionError(
-                f"On {case}, {name} returned a tensor ({'attached to the graph' if result.requires_grad else 'not a number'}); "
+                f"On {case}, {name} returned a tensor ({attached}); "
                 "return the mean loss as a Python float.\nHint: collect loss.item() for each "
                 "batch (a float, detached from the graph, so the graph of each batch is freed), "
                 "then average."

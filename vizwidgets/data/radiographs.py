@@ -187,7 +187,7 @@ def _chest(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> tuple[np
     body = _ellipse(yy, xx, 0.58 + jitter[0], 0.5, 0.5, 0.44 + jitter[1])
     field = 0.07 + 0.5 * body
     lungs = np.zeros_like(field)
-    for side, (cx, j) in enumerate(((0.31, jitter[2]), (0.69, jitter[3]))):
+    for cx, j in ((0.31, jitter[2]), (0.69, jitter[3])):
         lung = _ellipse(yy, xx, 0.52 + jitter[4], cx + j, 0.29 + jitter[5], 0.13)
         lungs = np.maximum(lungs, lung)
     field = field - 0.26 * lungs
