@@ -298,8 +298,17 @@ ax.axis("off")
 plt.show()
 
 # %% [markdown]
-# What does the network make of it? It sees both animals, squeezed into one 224 x 224 input,
-# and spreads its probability between cat and dog classes.
+# What does the network make of it? It sees both animals, squeezed into one 224 x 224 input.
+#
+# **Predict, then run.** Alone, Chelsea is an "Egyptian cat" at 80%. What will that
+# probability be in the scene?
+#
+# <details><summary>Answer</summary>
+#
+# Far lower: under 10%. The softmax shares one unit of probability among all the classes the
+# picture supports, so cat classes and dog classes split it; and each animal is now squeezed to
+# half the width, so it looks less like its training pictures.
+# </details>
 
 # %%
 for prediction in loaded.predict(scene.image, k=5):
@@ -340,3 +349,5 @@ for box in scene.boxes:
 # 7. **Fooling images**: tiny changes that flip the prediction.
 # 8. **Style transfer**: the network's features as a description of texture.
 # 9. **Evaluating explanations**: deletion and insertion, the pointing game, sanity checks.
+# 10. **Is the model cheating?**: explanations catch a shortcut a model learned, scored
+#     against ground truth.
