@@ -346,3 +346,21 @@ def test_mass_grader_accepts_right_answers(capsys) -> None:
 def test_mass_grader_names_each_classic_mistake(mistake: str, words: str) -> None:
     with pytest.raises(AssertionError, match=re.escape(words)):
         check_relevance_mass(_mass_fn(mistake))
+
+
+def test_the_explorer_takes_the_radiograph_model_and_its_pictures() -> None:
+    from vizwidgets.widgets import Explorer
+    from vizwidgets.widgets.compute import explain_picture
+
+    torch.manual_seed(0)
+    loaded = radiograph_model(RadiographNet())
+    data = make_radiographs(2, seed=0)
+    pictures = [(im.transpose(1, 2, 0) * 255).round().astype("uint8") for im in data.images]
+    ex = Explorer(loaded, pictures, method="integrated_gradients")
+    assert ex.error.value == "" and "features" in ex.layer.options
+    assert "nodule" in ex.bars.value  # both classes, though the Explorer asks for five
+    for method in ["grad_cam", "lrp", "occlusion"]:
+        ex.method.value = method
+        assert ex.error.value == "", (method, ex.error.value)
+    rendered = ex.view.rendered()
+    np.testing.assert_array_equal(rendered, explain_picture(loaded, pictures[0], "occlusion"))
