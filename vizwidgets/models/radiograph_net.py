@@ -133,7 +133,7 @@ def train_radiograph_net(
 
     Adam (Kingma & Ba 2015) on the cross-entropy loss, mini-batches in an order drawn from
     ``seed``; the same data and seed give the same weights on the same machine. On 2 CPU cores,
-    4 epochs of 1,600 images take about 10 s. ``progress`` prints one line per epoch with the
+    4 epochs of 1,200 images take 6 to 10 s. ``progress`` prints one line per epoch with the
     mean loss and the training accuracy.
     """
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("width", width)):
