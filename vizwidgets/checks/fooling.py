@@ -11,14 +11,24 @@ from vizwidgets.checks._harness import (
     _call,
     _close,
     _compare,
+    _diagnose,
     _grader,
+    _Help,
     _name,
     _require_callable,
     _require_tensor,
+    _verdict,
 )
 from vizwidgets.checks._nets import _small_net
 
 __all__ = ["check_fgsm_step"]
+
+
+def _input_gradient(model: torch.nn.Module, x: Tensor, score: Callable[[Tensor], Tensor]) -> Tensor:
+    """d score(model(x)) / d x on a copy of ``x``."""
+    xg = x.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(score(model(xg)), xg)
+    return grad
 
 
 def _reference_fgsm(
@@ -31,17 +41,94 @@ def _reference_fgsm(
 ) -> Tensor:
     """One FGSM step on the summed cross-entropy; ``sign=+1`` or ``clamp=False`` give the
     usual mistakes."""
-    xg = x.detach().clone().requires_grad_(True)
-    loss = torch.nn.functional.cross_entropy(model(xg), target, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, xg)
+    grad = _input_gradient(
+        model, x, lambda logits: torch.nn.functional.cross_entropy(logits, target, reduction="sum")
+    )
     out = x + sign * epsilon * grad.sign()
     return out.clamp(0.0, 1.0) if clamp else out
+
+
+def _fgsm_mistakes(
+    model: torch.nn.Module, x: Tensor, target: Tensor, epsilon: float
+) -> list[tuple[Tensor, _Help]]:
+    """The results of FGSM's usual mistakes, each with its help."""
+    rows = torch.arange(len(target))
+    loss = _input_gradient(
+        model, x, lambda logits: torch.nn.functional.cross_entropy(logits, target, reduction="sum")
+    )
+    logit = _input_gradient(model, x, lambda logits: logits[rows, target].sum())
+    with torch.no_grad():
+        predicted = model(x).argmax(dim=1)
+    away = _input_gradient(
+        model, x, lambda logits: torch.nn.functional.cross_entropy(logits, predicted, reduction="sum")
+    )
+    norms = loss.flatten(1).norm(dim=1).clamp(min=1e-12).view(-1, 1, 1, 1)
+    return [
+        (
+            _reference_fgsm(model, x, target, epsilon, sign=1.0),
+            _Help(
+                "step *against* the gradient of the target's loss: x - epsilon * sign(grad); "
+                "you climbed the loss, away from the target",
+                "lowering the loss of the target class makes the network more sure of it; "
+                "the gradient points uphill, so subtract its sign",
+            ),
+        ),
+        (
+            (x + epsilon * logit.sign()).clamp(0, 1),
+            _Help(
+                "you climbed the target's logit; the exercise steps down the target's "
+                "cross-entropy loss, which also pushes the other classes' logits down",
+                "differentiate `torch.nn.functional.cross_entropy(model(xg), target, "
+                "reduction=\"sum\")` and step against its sign: x - epsilon * sign(grad)",
+            ),
+        ),
+        (
+            (x - epsilon * logit.sign()).clamp(0, 1),
+            _Help(
+                "you stepped down the target's logit, away from the target; the exercise steps "
+                "down the target's cross-entropy loss",
+                "differentiate the loss `cross_entropy(model(xg), target, reduction=\"sum\")`, "
+                "not the logit, and subtract epsilon * its sign",
+            ),
+        ),
+        (
+            (x + epsilon * away.sign()).clamp(0, 1),
+            _Help(
+                "this step moves away from the predicted class (untargeted FGSM); the exercise "
+                "moves towards the class `target`",
+                "use the loss of `target`, not of the model's prediction, and step against it: "
+                "x - epsilon * sign(grad)",
+            ),
+        ),
+        (
+            _reference_fgsm(model, x, target, epsilon, clamp=False),
+            _Help(
+                "clamp the result to [0, 1]: it must stay an image",
+                "`.clamp(0.0, 1.0)` after the step; pixel values outside [0, 1] do not exist",
+            ),
+        ),
+        (
+            (x - epsilon * loss).clamp(0, 1),
+            _Help(
+                "use grad.sign(), not the gradient itself, times epsilon",
+                "FGSM moves every pixel value by exactly epsilon, up or down: "
+                "x - epsilon * grad.sign()",
+            ),
+        ),
+        (
+            (x - epsilon * loss / norms).clamp(0, 1),
+            _Help(
+                "FGSM takes the sign of the gradient, not the gradient divided by its norm",
+                "x - epsilon * grad.sign(): every pixel value moves by exactly epsilon",
+            ),
+        ),
+    ]
 
 
 @_grader
 def check_fgsm_step(fgsm_step: Callable[..., Tensor]) -> None:
     """Grade ``fgsm_step(model, x, target, epsilon)``:
-    ``clip(x - epsilon sign(grad CE(target)), 0, 1)``."""
+    ``clip(x - epsilon sign(grad CE(target)), 0, 1)``, detached from the autograd graph."""
     _require_callable(fgsm_step, "fgsm_step", "check_fgsm_step(fgsm_step)")
     name = _name(fgsm_step)
     generator = torch.Generator().manual_seed(9)
@@ -66,27 +153,39 @@ def check_fgsm_step(fgsm_step: Callable[..., Tensor]) -> None:
         result = _call(fgsm_step, case, model, x, target, epsilon, what="the images x")
         result = _require_tensor(result, "the stepped images", fgsm_step, case)
         if tuple(result.shape) != tuple(x.shape):
-            raise AssertionError(
-                f"On {case}, {name} returned shape {tuple(result.shape)}, "
-                f"expected {tuple(x.shape)}."
+            raise _verdict(
+                f"On {case}, {name} returned shape {tuple(result.shape)}; the stepped images "
+                f"have the shape of x, {tuple(x.shape)}",
+                _Help(
+                    "return the whole stepped batch, of x's shape",
+                    "x - epsilon * grad.sign() has x's shape; do not index, sum or squeeze it",
+                ),
+            )
+        if result.requires_grad:
+            attached = f"grad_fn={type(result.grad_fn).__name__}" if result.grad_fn else "requires_grad=True"
+            raise _verdict(
+                f"On {case}, {name} returned images still attached to the autograd graph "
+                f"({attached})",
+                _Help(
+                    "detach the step: take it inside `with torch.no_grad():`, or return "
+                    "`(...).detach()`",
+                    "the stepped image is a new starting point, not part of the loss: attached, "
+                    "it keeps every earlier step's graph in memory, and the next step's "
+                    "gradient would flow back through them; compute it from x (which does not "
+                    "require gradients) and grad.sign()",
+                ),
             )
         if _close(result, expected):
             continue
-        hints = [
-            (
-                _reference_fgsm(model, x, target, epsilon, sign=1.0),
-                "step *against* the gradient of the target's loss: x - epsilon * sign(grad)",
+        help = _diagnose(
+            result,
+            _fgsm_mistakes(model, x, target, epsilon),
+            _Help(
+                "compute the summed cross-entropy of the target on a copy of x that requires "
+                "gradients, then x - epsilon * grad.sign(), clamped to [0, 1]",
+                "`xg = x.detach().clone().requires_grad_(True)`; `loss = cross_entropy(model(xg), "
+                "target, reduction=\"sum\")`; `grad = torch.autograd.grad(loss, xg)[0]`",
             ),
-            (
-                _reference_fgsm(model, x, target, epsilon, clamp=False),
-                "clamp the result to [0, 1]: it must stay an image",
-            ),
-        ]
-        hint = next(
-            (h for ref, h in hints if _close(result, ref)),
-            "use grad.sign(), not the gradient itself, times epsilon",
         )
-        raise AssertionError(
-            f"On {case}, {name} gave a wrong step.\n{_compare(result, expected)}\nHint: {hint}."
-        )
+        raise _verdict(f"On {case}, {name} gave a wrong step.", help, _compare(result, expected))
     print(f"Correct! {name} takes one targeted FGSM step and stays in [0, 1].")

@@ -12,10 +12,13 @@ from vizwidgets.checks._harness import (
     _call,
     _close,
     _compare,
+    _diagnose,
     _grader,
+    _Help,
     _name,
     _require_callable,
     _require_tensor,
+    _verdict,
 )
 
 __all__ = ["check_rectifier_rules", "check_guided_relu_function"]
@@ -29,13 +32,14 @@ _RULES = {
 
 
 def _rule_cases() -> list[tuple[str, Tensor, Tensor]]:
-    """The test inputs of the rectifier graders: (description, grad, x), same shapes."""
+    """The test inputs of the rectifier graders: (description, grad, x), same shapes; the
+    first has x exactly 0 at one place (where the ReLU's mask is 0)."""
     generator = torch.Generator().manual_seed(4)
     return [
         (
-            "grad [1, -2, 3, -4] at x [2, 1, -1, -3]",
-            torch.tensor([1.0, -2.0, 3.0, -4.0]),
-            torch.tensor([2.0, 1.0, -1.0, -3.0]),
+            "grad [1, -2, 3, -4, 5] at x [2, 1, -1, -3, 0]",
+            torch.tensor([1.0, -2.0, 3.0, -4.0, 5.0]),
+            torch.tensor([2.0, 1.0, -1.0, -3.0, 0.0]),
         ),
         (
             "a (2, 3, 4, 4) tensor",
@@ -45,13 +49,81 @@ def _rule_cases() -> list[tuple[str, Tensor, Tensor]]:
     ]
 
 
+_RULE_HELP = {
+    "gradient": _Help(
+        "multiply grad by the mask (x > 0)",
+        "the ReLU's own backward passes the signal where its input was positive and 0 "
+        "elsewhere: `grad * (x > 0)`",
+    ),
+    "deconvnet": _Help(
+        "only rectify the signal: grad.clamp(min=0), whatever x is",
+        "deconvnet ignores the forward pass: it applies a ReLU to the signal going back",
+    ),
+    "guided": _Help(
+        "rectify the signal and apply the mask: grad.clamp(min=0) * (x > 0)",
+        "guided backpropagation combines the two others: it passes a signal only where it is "
+        "positive and the input was positive",
+    ),
+}
+
+
+def _rule_mistakes(rule: str, grad: Tensor, x: Tensor) -> list[tuple[Tensor, _Help]]:
+    """The results of a rectifier rule's usual mistakes, each with its help."""
+    g, x = grad.double(), x.double()
+    mask = (x > 0).double()
+    rectified = g.clamp(min=0) if rule != "gradient" else g
+    masked = rule != "deconvnet"
+    mistakes = [
+        (
+            _RULES[other](grad, x).double(),
+            _Help(f"this is what the {other!r} rule sends back", _RULE_HELP[rule].hint),
+        )
+        for other in _RULES
+        if other != rule
+    ]
+    if masked:
+        mistakes += [
+            (
+                rectified * (x >= 0).double(),
+                _Help(
+                    "the mask is x > 0, not x >= 0: where x is exactly 0 the ReLU passed nothing",
+                    "use `(x > 0)`: ReLU's slope at 0 is taken as 0",
+                ),
+            ),
+            (
+                rectified * x.clamp(min=0),
+                _Help(
+                    "multiply by the mask (x > 0), which is 0 or 1, not by x or relu(x)",
+                    "`(x > 0)` is a bool tensor; multiplying by it keeps or zeroes each value",
+                ),
+            ),
+            (
+                rectified * (1 - mask),
+                _Help(
+                    "the mask is inverted: keep the positions where x > 0, not x <= 0",
+                    "the ReLU let through the positions where its input x was positive; only "
+                    "there does a signal go back",
+                ),
+            ),
+        ]
+    if rule != "gradient":
+        mistakes.append(
+            (
+                g.abs() * (mask if masked else 1.0),
+                _Help(
+                    "rectify with clamp(min=0): negative signals become 0, not positive",
+                    "`grad.clamp(min=0)` (or torch.relu(grad)); `.abs()` flips them instead",
+                ),
+            )
+        )
+    return mistakes
+
+
 @_grader
 def check_rectifier_rules(rectifier_backward: Callable[[Tensor, Tensor, str], Tensor]) -> None:
     """Grade ``rectifier_backward(grad, x, rule)`` for the rules "gradient" (``g [x > 0]``),
     "deconvnet" (``max(g, 0)``) and "guided" (``max(g, 0) [x > 0]``)."""
-    _require_callable(
-        rectifier_backward, "rectifier_backward", "check_rectifier_rules(rectifier_backward)"
-    )
+    _require_callable(rectifier_backward, "rectifier_backward", "check_rectifier_rules(rectifier_backward)")
     name = _name(rectifier_backward)
     for rule, reference in _RULES.items():
         for case, grad, x in _rule_cases():
@@ -63,25 +135,19 @@ def check_rectifier_rules(rectifier_backward: Callable[[Tensor, Tensor, str], Te
                 rectifier_backward,
                 where,
             )
-            if tuple(result.shape) == tuple(expected.shape) and _close(result, expected):
+            if tuple(result.shape) != tuple(expected.shape):
+                raise _verdict(
+                    f"For {where}, {name} returned shape {tuple(result.shape)}; the signal "
+                    f"keeps the shape of grad, {tuple(expected.shape)}.",
+                    _Help(
+                        "work elementwise: no sum, mean or indexing",
+                        "each rule changes each value of grad on its own, using x at the same place",
+                    ),
+                )
+            if _close(result, expected):
                 continue
-            others = [
-                other
-                for other, ref in _RULES.items()
-                if other != rule and _close(result, ref(grad, x).double())
-            ]
-            hint = (
-                f"this is what the {others[0]!r} rule sends back"
-                if others
-                else {
-                    "gradient": "multiply grad by the mask (x > 0)",
-                    "deconvnet": "only rectify the signal: grad.clamp(min=0), whatever x is",
-                    "guided": "rectify the signal and apply the mask: grad.clamp(min=0) * (x > 0)",
-                }[rule]
-            )
-            raise AssertionError(
-                f"For {where}, {name} is wrong.\n{_compare(result, expected)}\nHint: {hint}."
-            )
+            help = _diagnose(result, _rule_mistakes(rule, grad, x), _RULE_HELP[rule])
+            raise _verdict(f"For {where}, {name} is wrong.", help, _compare(result, expected))
     print(f"Correct! {name} implements the gradient, deconvnet and guided rules.")
 
 
@@ -103,34 +169,41 @@ def check_guided_relu_function(function: type) -> None:
         except NotImplementedError:
             raise
         except Exception as error:
-            raise AssertionError(
-                f"{name} raised {type(error).__name__} on {case}: {error}"
+            raise _verdict(
+                f"{name} raised {type(error).__name__} on {case}: {error}",
+                _Help(
+                    "forward(ctx, x) returns the ReLU and saves x with ctx.save_for_backward(x); "
+                    "backward(ctx, grad) returns one tensor, the signal for x",
+                    "both are @staticmethod; in backward, `(x,) = ctx.saved_tensors`",
+                ),
             ) from error
         if not torch.equal(inputs.detach(), x):
-            raise AssertionError(
-                f"{name} changed its input in place on {case}; use x.clamp(min=0), "
-                "not x.clamp_(...)."
+            raise _verdict(
+                f"{name} changed its input in place on {case}",
+                _Help(
+                    "use x.clamp(min=0), not x.clamp_(...)",
+                    "an in-place forward changes the tensor the backward needs to see",
+                ),
             )
         if not _close(out, x.clamp(min=0).double()):
-            raise AssertionError(
-                f"The forward pass of {name} is not ReLU on {case}.\n"
-                f"{_compare(out, x.clamp(min=0).double())}\n"
-                "Hint: return x.clamp(min=0) and save x with ctx.save_for_backward(x)."
+            raise _verdict(
+                f"The forward pass of {name} is not ReLU on {case}.",
+                _Help(
+                    "return x.clamp(min=0) and save x with ctx.save_for_backward(x)",
+                    "the forward pass is a plain ReLU; only the backward pass changes",
+                ),
+                _compare(out, x.clamp(min=0).double()),
             )
         expected = _RULES["guided"](grad, x).double()
         if not _close(back, expected):
-            others = [
-                other
-                for other, ref in _RULES.items()
-                if other != "guided" and _close(back, ref(grad, x).double())
-            ]
-            hint = (
-                f"this is the {others[0]!r} rule"
-                if others
-                else "return grad.clamp(min=0) * (x > 0) with x from ctx.saved_tensors"
+            help = _diagnose(
+                back,
+                _rule_mistakes("guided", grad, x),
+                _Help(
+                    "return grad.clamp(min=0) * (x > 0) with x from ctx.saved_tensors",
+                    "save the input, not the output, in forward (both give the same mask, but "
+                    "the input is what the rule names)",
+                ),
             )
-            raise AssertionError(
-                f"The backward pass of {name} is wrong on {case}.\n"
-                f"{_compare(back, expected)}\nHint: {hint}."
-            )
+            raise _verdict(f"The backward pass of {name} is wrong on {case}.", help, _compare(back, expected))
     print(f"Correct! {name} is a ReLU going forward and guided backpropagation going back.")

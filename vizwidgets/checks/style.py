@@ -13,11 +13,92 @@ from vizwidgets._ops import total_variation as _reference_total_variation
 from vizwidgets.checks._harness import (
     _grade_tensor_function,
     _grader,
+    _Help,
     _name,
     _require_callable,
 )
 
 __all__ = ["check_total_variation", "check_gram_matrix", "check_style_loss"]
+
+
+def _batch_shape_hint(what: str) -> Callable[[tuple[Any, ...], tuple[int, ...]], _Help | None]:
+    """Explains a result of shape ``()`` (summed over the batch) for graders of one number per
+    image; ``what`` names the number."""
+
+    def hint(args: tuple[Any, ...], shape: tuple[int, ...]) -> _Help | None:
+        if shape == ():
+            return _Help(
+                f"one {what} per image: keep the batch dimension, shape (N,)",
+                "reduce over every dimension but the first, e.g. `.sum(dim=(1, 2, 3))` or "
+                "`.mean(dim=(1, 2))`, never over dim 0",
+            )
+        return None
+
+    return hint
+
+
+def _tv_mistakes(args: tuple[Any, ...]) -> list[tuple[Tensor, _Help]]:
+    """The results of total variation's usual mistakes, each with its help."""
+    (x,) = args
+    x = x.double()
+    right = x[:, :, :-1, 1:] - x[:, :, :-1, :-1]
+    down = x[:, :, 1:, :-1] - x[:, :, :-1, :-1]
+    full_right = x[:, :, :, 1:] - x[:, :, :, :-1]
+    full_down = x[:, :, 1:, :] - x[:, :, :-1, :]
+    grid = (
+        "take both differences on the same (H-1) x (W-1) grid of top-left corners: "
+        "`x[:, :, :-1, 1:] - x[:, :, :-1, :-1]` and `x[:, :, 1:, :-1] - x[:, :, :-1, :-1]`"
+    )
+    return [
+        (
+            (right**2 + down**2).sum(dim=(1, 2, 3)),
+            _Help(
+                "average over the positions, do not sum them",
+                "sum the squared differences over the channels, then `.mean(dim=(1, 2))` over "
+                "the (H-1) x (W-1) positions",
+            ),
+        ),
+        (
+            (right**2 + down**2).mean(dim=(1, 2, 3)),
+            _Help(
+                "sum over the channels, then average over positions",
+                "`.sum(dim=1)` first (the channels), then `.mean(dim=(1, 2))`: the mean over "
+                "all three dims also divides by the number of channels",
+            ),
+        ),
+        (
+            (right.abs() + down.abs()).sum(dim=1).mean(dim=(1, 2)),
+            _Help(
+                "square the differences",
+                "this total variation is the squared one, `right**2 + down**2`, not the "
+                "absolute one",
+            ),
+        ),
+        (
+            (right**2 + down**2).sum(dim=1).sqrt().mean(dim=(1, 2)),
+            _Help(
+                "no square root: add the squared differences as they are",
+                "sum right**2 + down**2 over the channels, then average over the positions",
+            ),
+        ),
+        (
+            (full_right**2).sum(dim=1).mean(dim=(1, 2)) + (full_down**2).sum(dim=1).mean(dim=(1, 2)),
+            _Help(
+                "you averaged each difference over its own grid, H x (W-1) and (H-1) x W; "
+                "take both on the same (H-1) x (W-1) grid",
+                grid,
+            ),
+        ),
+        (
+            ((full_right**2).sum(dim=(1, 2, 3)) + (full_down**2).sum(dim=(1, 2, 3)))
+            / ((x.shape[2] - 1) * (x.shape[3] - 1)),
+            _Help(
+                "you summed the differences over their own grids, H x (W-1) and (H-1) x W; "
+                "take both on the (H-1) x (W-1) grid of the positions you divide by",
+                grid,
+            ),
+        ),
+    ]
 
 
 @_grader
@@ -46,31 +127,51 @@ def check_total_variation(total_variation: Callable[[Tensor], Tensor]) -> None:
             ).double(),
         ),
     ]
-
-    def hints(args: tuple[Any, ...]) -> list[tuple[Tensor, str]]:
-        (x,) = args
-        right = x[:, :, :-1, 1:] - x[:, :, :-1, :-1]
-        down = x[:, :, 1:, :-1] - x[:, :, :-1, :-1]
-        return [
-            (
-                (right**2 + down**2).sum(dim=(1, 2, 3)),
-                "average over the positions, do not sum them",
-            ),
-            (
-                (right**2 + down**2).mean(dim=(1, 2, 3)),
-                "sum over the channels, then average over positions",
-            ),
-            ((right.abs() + down.abs()).sum(dim=1).mean(dim=(1, 2)), "square the differences"),
-        ]
-
     _grade_tensor_function(
         total_variation,
         "the image",
         cases,
-        hints,
-        "follow the formula: right and down differences on the (H-1) x (W-1) grid",
+        _tv_mistakes,
+        _Help(
+            "follow the formula: right and down differences on the (H-1) x (W-1) grid",
+            "square both differences, add them, sum over the channels (dim=1), then average "
+            "over the (H-1) x (W-1) positions: one number per image",
+        ),
+        _batch_shape_hint("total variation"),
     )
     print(f"Correct! {_name(total_variation)} computes the total variation of each image.")
+
+
+def _gram_mistakes(args: tuple[Any, ...]) -> list[tuple[Tensor, _Help]]:
+    """The results of the Gram matrix's usual mistakes, each with its help."""
+    (f,) = args
+    n, c, h, w = f.shape
+    flat = f.double().reshape(n, c, h * w)
+    scrambled = f.double().reshape(n, h * w, c).transpose(1, 2)
+    return [
+        (
+            flat @ flat.transpose(1, 2),
+            _Help(
+                "divide by the number of positions, H * W",
+                "without it the Gram matrix grows with the image size; `/ (h * w)`",
+            ),
+        ),
+        (
+            flat @ flat.transpose(1, 2) / (c * h * w),
+            _Help(
+                "divide by H * W only, not by C * H * W",
+                "each entry is a mean over the H * W positions of a product of two channels",
+            ),
+        ),
+        (
+            scrambled @ scrambled.transpose(1, 2) / (h * w),
+            _Help(
+                "`reshape(N, H*W, C)` mixes the channels up: the memory order is (N, C, H, W)",
+                "reshape to (N, C, H*W), which keeps each channel's values together, then "
+                "transpose with `.transpose(1, 2)` where you need (N, H*W, C)",
+            ),
+        ),
+    ]
 
 
 @_grader
@@ -90,23 +191,80 @@ def check_gram_matrix(gram_matrix: Callable[[Tensor], Tensor]) -> None:
         ("a batch (3, 4, 5, 6)", (batch,), flat @ flat.transpose(1, 2) / 30),
     ]
 
-    def hints(args: tuple[Any, ...]) -> list[tuple[Tensor, str]]:
-        (f,) = args
-        n, c, h, w = f.shape
-        flat = f.double().reshape(n, c, h * w)
-        return [
-            (flat @ flat.transpose(1, 2), "divide by the number of positions, H * W"),
-            (flat @ flat.transpose(1, 2) / (c * h * w), "divide by H * W only, not by C * H * W"),
-        ]
+    def shape_hint(args: tuple[Any, ...], shape: tuple[int, ...]) -> _Help | None:
+        n, c, h, w = args[0].shape
+        if shape == (n, h * w, h * w):
+            return _Help(
+                "this is F^T F, (H*W) x (H*W); the Gram matrix is F F^T, C x C",
+                "with F of shape (N, C, H*W): `F @ F.transpose(1, 2)`",
+            )
+        if shape == (c, c) or shape == (n * c, n * c):
+            return _Help(
+                "one Gram matrix per image: keep the batch dimension, (N, C, C)",
+                "reshape to (N, C, H*W) and multiply batch by batch with `@` (or torch.bmm)",
+            )
+        return None
 
     _grade_tensor_function(
         gram_matrix,
         "the features",
         cases,
-        hints,
-        "reshape to (N, C, H*W) and multiply by its transpose",
+        _gram_mistakes,
+        _Help(
+            "reshape to (N, C, H*W) and multiply by its transpose",
+            "`F = features.reshape(n, c, h * w)`; `F @ F.transpose(1, 2) / (h * w)`",
+        ),
+        shape_hint,
     )
     print(f"Correct! {_name(gram_matrix)} computes F F^T / (H W) for each image.")
+
+
+def _style_mistakes(args: tuple[Any, ...]) -> list[tuple[Tensor, _Help]]:
+    """The results of the style loss's usual mistakes, each with its help."""
+    features, gram_target = args
+    n, c, h, w = features.shape
+    flat = features.double().reshape(n, c, h * w)
+    target = gram_target.double()
+    gram = flat @ flat.transpose(1, 2) / (h * w)
+    difference = (gram - target) ** 2
+    raw = flat @ flat.transpose(1, 2)
+    return [
+        (
+            difference.sum(dim=(1, 2)),
+            _Help(
+                "divide by 4 C^2",
+                "Gatys et al.'s style loss is sum((G - A)^2) / (4 C^2), C the number of channels",
+            ),
+        ),
+        (
+            difference.mean(dim=(1, 2)),
+            _Help(
+                "sum the squared differences and divide by 4 C^2 (the mean divides by C^2 only)",
+                "`.sum(dim=(1, 2)) / (4 * c**2)`",
+            ),
+        ),
+        (
+            (gram - target).abs().sum(dim=(1, 2)) / (4 * c**2),
+            _Help(
+                "square the differences (G - A)^2, not their absolute values",
+                "sum((G - A)**2) over the two Gram dimensions, then / (4 C^2)",
+            ),
+        ),
+        (
+            difference.sum(dim=(1, 2)).sqrt() / (4 * c**2),
+            _Help(
+                "no square root: the loss is the squared distance, not the distance",
+                "sum((G - A)**2) / (4 C^2), without .sqrt() or torch.norm",
+            ),
+        ),
+        (
+            ((raw - target) ** 2).sum(dim=(1, 2)) / (4 * c**2),
+            _Help(
+                "use the Gram matrix divided by H * W, as in check_gram_matrix, before comparing",
+                "G = F F^T / (H W): the target A was computed the same way",
+            ),
+        ),
+    ]
 
 
 @_grader
@@ -119,9 +277,7 @@ def check_style_loss(style_loss: Callable[[Tensor, Tensor], Tensor]) -> None:
     batch = torch.randn(2, 3, 4, 4, generator=generator)
     flat = batch.double().reshape(2, 3, 16)
     target = torch.randn(2, 3, 3, generator=generator)
-    expected_batch = ((flat @ flat.transpose(1, 2) / 16 - target.double()) ** 2).sum(
-        dim=(1, 2)
-    ) / 36
+    expected_batch = ((flat @ flat.transpose(1, 2) / 16 - target.double()) ** 2).sum(dim=(1, 2)) / 36
     cases = [
         (
             "features [[1, 2], [3, 4]] and A = [[2, 5], [5, 12]] (loss 1/16)",
@@ -135,25 +291,15 @@ def check_style_loss(style_loss: Callable[[Tensor, Tensor], Tensor]) -> None:
         ),
         ("a batch (2, 3, 4, 4) and a random target", (batch, target), expected_batch),
     ]
-
-    def hints(args: tuple[Any, ...]) -> list[tuple[Tensor, str]]:
-        features, gram_target = args
-        n, c, h, w = features.shape
-        flat = features.double().reshape(n, c, h * w)
-        difference = (flat @ flat.transpose(1, 2) / (h * w) - gram_target.double()) ** 2
-        return [
-            (difference.sum(dim=(1, 2)), "divide by 4 C^2"),
-            (
-                difference.mean(dim=(1, 2)),
-                "sum the squared differences and divide by 4 C^2 (the mean divides by C^2 only)",
-            ),
-        ]
-
     _grade_tensor_function(
         style_loss,
         "the features or the target",
         cases,
-        hints,
-        "compare the Gram matrix of the features with the target",
+        _style_mistakes,
+        _Help(
+            "compare the Gram matrix of the features with the target",
+            "G = gram_matrix(features); return ((G - target) ** 2).sum(dim=(1, 2)) / (4 C^2)",
+        ),
+        _batch_shape_hint("loss"),
     )
     print(f"Correct! {_name(style_loss)} is Gatys et al.'s style loss.")
