@@ -26,7 +26,7 @@ import linecache
 import os
 import sysconfig
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
@@ -155,7 +155,7 @@ def _feedback_lines(error: BaseException) -> list[str]:
         lines = []
     else:
         lines = _learner_frames(error.__traceback__)
-    return [*lines, f"{type(error).__name__}: {error}"]
+    return [*lines, *f"{type(error).__name__}: {error}".splitlines()]
 
 
 def _attach_feedback(error: BaseException) -> None:
@@ -433,8 +433,12 @@ def _first_difference(result: Tensor, expected: Tensor) -> tuple[int, tuple[int,
     if count == 0:
         return None
     flat = int(differ.reshape(-1).nonzero()[0, 0])
-    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), tuple(result.shape)))
-    return flat, index, count
+    index: list[int] = []
+    rest = flat
+    for size in reversed(tuple(result.shape)):  # torch.unravel_index, without its slow import
+        rest, position = divmod(rest, size)
+        index.insert(0, position)
+    return flat, tuple(index), count
 
 
 def _compare(result: Tensor, expected: Tensor) -> str:
@@ -456,6 +460,50 @@ def _compare(result: Tensor, expected: Tensor) -> str:
     )
 
 
+class _Wrong(NamedTuple):
+    """A wrong result on one test input, waiting for its diagnosis: the message's first line,
+    the learner's result, the right one, the results of the known mistakes on this input
+    (computed only when needed) and the help when none of them matches."""
+
+    headline: str
+    result: Tensor
+    expected: Tensor
+    mistakes: Callable[[], list[tuple[Tensor, _Help]]]
+    default: _Help
+
+
+def _judge(cases: Iterable[Callable[[], _Wrong | None]]) -> None:
+    """Judge the learner on every case (each a call that returns None when right, a
+    :class:`_Wrong` when wrong, and raises when the learner's code crashes or returns the wrong
+    kind of thing); raise the verdict on the first wrong case.
+
+    The diagnosis is the first known mistake that matches the learner's result on the first
+    wrong case and on every later wrong case too: one test input alone can leave two mistakes
+    indistinguishable (a gap that is negative looks the same under ``abs()`` and with its sign
+    flipped), the next tells them apart. After a first wrong case, a later one that raises ends
+    the search quietly, so the verdict stays the one on the first.
+    """
+    wrong: list[_Wrong] = []
+    for judge in cases:
+        try:
+            outcome = judge()
+        except AssertionError:
+            if wrong:
+                break
+            raise
+        if outcome is not None:
+            wrong.append(outcome)
+    if not wrong:
+        return
+    first = wrong[0]
+    matching = [[help for ref, help in w.mistakes() if _matches(w.result, ref)] for w in wrong]
+    help = next(
+        (h for h in matching[0] if all(h in later for later in matching[1:])),
+        matching[0][0] if matching[0] else first.default,
+    )
+    raise _verdict(first.headline, help, _compare(first.result, first.expected))
+
+
 def _grade_tensor_function(
     fn: Callable[..., Tensor],
     argument: str,
@@ -466,13 +514,14 @@ def _grade_tensor_function(
 ) -> None:
     """Run ``fn`` on each case ``(description, args, expected)``; raise on the first wrong one.
 
-    ``hints(args)`` gives the results of known mistakes with their help: the first one the
-    learner's result matches is the help shown, else ``default_hint``. ``shape_hint(args,
-    shape)``, if given, explains a result of the wrong shape. ``argument`` names the inputs for
-    the message about in-place changes.
+    ``hints(args)`` gives the results of known mistakes with their help: the first one that
+    matches the learner's results (see :func:`_judge`) is the help shown, else
+    ``default_hint``. ``shape_hint(args, shape)``, if given, explains a result of the wrong
+    shape. ``argument`` names the inputs for the message about in-place changes.
     """
     name = _name(fn)
-    for case, args, expected in cases:
+
+    def judge(case: str, args: tuple[Any, ...], expected: Tensor) -> _Wrong | None:
         result = _require_tensor(_call(fn, case, *args, what=argument), "the result", fn, case)
         if tuple(result.shape) != tuple(expected.shape):
             shape = tuple(result.shape)
@@ -483,9 +532,10 @@ def _grade_tensor_function(
                 help or default_hint,
             )
         if _close(result, expected):
-            continue
-        help = next((h for ref, h in hints(args) if _matches(result, ref)), default_hint)
-        raise _verdict(f"On {case}, {name} is wrong.", help, _compare(result, expected))
+            return None
+        return _Wrong(f"On {case}, {name} is wrong.", result, expected, lambda: hints(args), default_hint)
+
+    _judge(functools.partial(judge, *case) for case in cases)
 
 
 def _diagnose(result: Tensor, mistakes: list[tuple[Tensor, _Help]], default: _Help) -> _Help:

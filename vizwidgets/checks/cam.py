@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -10,14 +11,14 @@ from torch import Tensor
 from vizwidgets.checks._harness import (
     _call,
     _close,
-    _compare,
-    _diagnose,
     _grader,
     _Help,
+    _judge,
     _name,
     _require_callable,
     _require_tensor,
     _verdict,
+    _Wrong,
 )
 
 __all__ = ["check_cam", "check_grad_cam"]
@@ -98,33 +99,40 @@ def check_cam(class_activation_map: Callable[[Tensor, Tensor, int], Tensor]) -> 
     ``(N, K, h, w) -> (N, h, w)``, without a ReLU."""
     _require_callable(class_activation_map, "class_activation_map", "check_cam(class_activation_map)")
     name = _name(class_activation_map)
-    for case, activation, weights in _cam_cases():
-        for c in range(weights.shape[0]):
-            where = f"{case}, class {c}"
-            expected = (weights[c].double().view(1, -1, 1, 1) * activation.double()).sum(dim=1)
-            result = _call(class_activation_map, where, activation, weights, c, what="the activation or weights")
-            result = _require_tensor(result, "the map", class_activation_map, where)
-            if tuple(result.shape) != tuple(expected.shape):
-                raise _verdict(
-                    f"On {where}, {name} returned shape {tuple(result.shape)}; the map's shape is "
-                    f"{tuple(expected.shape)}",
-                    _Help(
-                        "sum over the feature maps, dim=1",
-                        "the activation is (N, K, h, w): one map per image, (N, h, w); reshape "
-                        "the K weights to (1, K, 1, 1) so that they broadcast over the maps",
-                    ),
-                )
-            if _close(result, expected):
-                continue
-            help = _diagnose(
-                result,
-                _cam_mistakes(activation, weights, c, expected),
+
+    def judge(case: str, activation: Tensor, weights: Tensor, c: int) -> _Wrong | None:
+        where = f"{case}, class {c}"
+        expected = (weights[c].double().view(1, -1, 1, 1) * activation.double()).sum(dim=1)
+        result = _call(class_activation_map, where, activation, weights, c, what="the activation or weights")
+        result = _require_tensor(result, "the map", class_activation_map, where)
+        if tuple(result.shape) != tuple(expected.shape):
+            raise _verdict(
+                f"On {where}, {name} returned shape {tuple(result.shape)}; the map's shape is "
+                f"{tuple(expected.shape)}",
                 _Help(
-                    "use the weights of class c, weights[c], one per feature map",
-                    "`(weights[c].view(1, -1, 1, 1) * activation).sum(dim=1)`, or torch.einsum",
+                    "sum over the feature maps, dim=1",
+                    "the activation is (N, K, h, w): one map per image, (N, h, w); reshape "
+                    "the K weights to (1, K, 1, 1) so that they broadcast over the maps",
                 ),
             )
-            raise _verdict(f"On {where}, {name} gave a wrong map.", help, _compare(result, expected))
+        if _close(result, expected):
+            return None
+        return _Wrong(
+            f"On {where}, {name} gave a wrong map.",
+            result,
+            expected,
+            lambda: _cam_mistakes(activation, weights, c, expected),
+            _Help(
+                "use the weights of class c, weights[c], one per feature map",
+                "`(weights[c].view(1, -1, 1, 1) * activation).sum(dim=1)`, or torch.einsum",
+            ),
+        )
+
+    _judge(
+        functools.partial(judge, case, activation, weights, c)
+        for case, activation, weights in _cam_cases()
+        for c in range(weights.shape[0])
+    )
     print(f"Correct! {name} weights the feature maps by the classifier's weights for the class.")
 
 
@@ -212,7 +220,8 @@ def check_grad_cam(grad_cam_map: Callable[[Tensor, Tensor], Tensor]) -> None:
             torch.randn(3, 6, 4, 5, generator=generator),
         ),
     ]
-    for case, activation, gradient in cases:
+
+    def judge(case: str, activation: Tensor, gradient: Tensor) -> _Wrong | None:
         a, g = activation.double(), gradient.double()
         weighted = (g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1)
         expected = weighted.clamp(min=0)
@@ -229,15 +238,18 @@ def check_grad_cam(grad_cam_map: Callable[[Tensor, Tensor], Tensor]) -> None:
                 ),
             )
         if _close(result, expected):
-            continue
-        help = _diagnose(
+            return None
+        return _Wrong(
+            f"On {case}, {name} gave a wrong map.",
             result,
-            _grad_cam_mistakes(a, g, weighted),
+            expected,
+            lambda: _grad_cam_mistakes(a, g, weighted),
             _Help(
                 "alpha = gradient.mean(dim=(2, 3), keepdim=True); relu((alpha * activation).sum(dim=1))",
                 "three steps: one weight per map (the mean gradient), the weighted sum of the "
                 "maps, a ReLU",
             ),
         )
-        raise _verdict(f"On {case}, {name} gave a wrong map.", help, _compare(result, expected))
+
+    _judge(functools.partial(judge, *case) for case in cases)
     print(f"Correct! {name} computes ReLU(sum_k alpha_k A_k) with alpha_k the mean gradient.")

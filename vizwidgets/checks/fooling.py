@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -10,14 +11,14 @@ from torch import Tensor
 from vizwidgets.checks._harness import (
     _call,
     _close,
-    _compare,
-    _diagnose,
     _grader,
     _Help,
+    _judge,
     _name,
     _require_callable,
     _require_tensor,
     _verdict,
+    _Wrong,
 )
 from vizwidgets.checks._nets import _small_net
 
@@ -148,7 +149,8 @@ def check_fgsm_step(fgsm_step: Callable[..., Tensor]) -> None:
             0.3,
         ),
     ]
-    for case, model, x, target, epsilon in cases:
+
+    def judge(case: str, model: torch.nn.Module, x: Tensor, target: Tensor, epsilon: float) -> _Wrong | None:
         expected = _reference_fgsm(model, x, target, epsilon)
         result = _call(fgsm_step, case, model, x, target, epsilon, what="the images x")
         result = _require_tensor(result, "the stepped images", fgsm_step, case)
@@ -176,10 +178,12 @@ def check_fgsm_step(fgsm_step: Callable[..., Tensor]) -> None:
                 ),
             )
         if _close(result, expected):
-            continue
-        help = _diagnose(
+            return None
+        return _Wrong(
+            f"On {case}, {name} gave a wrong step.",
             result,
-            _fgsm_mistakes(model, x, target, epsilon),
+            expected,
+            lambda: _fgsm_mistakes(model, x, target, epsilon),
             _Help(
                 "compute the summed cross-entropy of the target on a copy of x that requires "
                 "gradients, then x - epsilon * grad.sign(), clamped to [0, 1]",
@@ -187,5 +191,6 @@ def check_fgsm_step(fgsm_step: Callable[..., Tensor]) -> None:
                 "target, reduction=\"sum\")`; `grad = torch.autograd.grad(loss, xg)[0]`",
             ),
         )
-        raise _verdict(f"On {case}, {name} gave a wrong step.", help, _compare(result, expected))
+
+    _judge(functools.partial(judge, *case) for case in cases)
     print(f"Correct! {name} takes one targeted FGSM step and stays in [0, 1].")

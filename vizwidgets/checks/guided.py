@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -12,13 +13,14 @@ from vizwidgets.checks._harness import (
     _call,
     _close,
     _compare,
-    _diagnose,
     _grader,
     _Help,
+    _judge,
     _name,
     _require_callable,
     _require_tensor,
     _verdict,
+    _Wrong,
 )
 
 __all__ = ["check_rectifier_rules", "check_guided_relu_function"]
@@ -125,29 +127,36 @@ def check_rectifier_rules(rectifier_backward: Callable[[Tensor, Tensor, str], Te
     "deconvnet" (``max(g, 0)``) and "guided" (``max(g, 0) [x > 0]``)."""
     _require_callable(rectifier_backward, "rectifier_backward", "check_rectifier_rules(rectifier_backward)")
     name = _name(rectifier_backward)
-    for rule, reference in _RULES.items():
-        for case, grad, x in _rule_cases():
-            where = f"rule {rule!r} with {case}"
-            expected = reference(grad, x).double()
-            result = _require_tensor(
-                _call(rectifier_backward, where, grad, x, rule, what="grad or x"),
-                "the signal",
-                rectifier_backward,
-                where,
+
+    def judge(rule: str, case: str, grad: Tensor, x: Tensor) -> _Wrong | None:
+        where = f"rule {rule!r} with {case}"
+        expected = _RULES[rule](grad, x).double()
+        result = _require_tensor(
+            _call(rectifier_backward, where, grad, x, rule, what="grad or x"),
+            "the signal",
+            rectifier_backward,
+            where,
+        )
+        if tuple(result.shape) != tuple(expected.shape):
+            raise _verdict(
+                f"For {where}, {name} returned shape {tuple(result.shape)}; the signal "
+                f"keeps the shape of grad, {tuple(expected.shape)}.",
+                _Help(
+                    "work elementwise: no sum, mean or indexing",
+                    "each rule changes each value of grad on its own, using x at the same place",
+                ),
             )
-            if tuple(result.shape) != tuple(expected.shape):
-                raise _verdict(
-                    f"For {where}, {name} returned shape {tuple(result.shape)}; the signal "
-                    f"keeps the shape of grad, {tuple(expected.shape)}.",
-                    _Help(
-                        "work elementwise: no sum, mean or indexing",
-                        "each rule changes each value of grad on its own, using x at the same place",
-                    ),
-                )
-            if _close(result, expected):
-                continue
-            help = _diagnose(result, _rule_mistakes(rule, grad, x), _RULE_HELP[rule])
-            raise _verdict(f"For {where}, {name} is wrong.", help, _compare(result, expected))
+        if _close(result, expected):
+            return None
+        return _Wrong(
+            f"For {where}, {name} is wrong.",
+            result,
+            expected,
+            lambda: _rule_mistakes(rule, grad, x),
+            _RULE_HELP[rule],
+        )
+
+    _judge(functools.partial(judge, rule, *case) for rule in _RULES for case in _rule_cases())
     print(f"Correct! {name} implements the gradient, deconvnet and guided rules.")
 
 
@@ -161,7 +170,8 @@ def check_guided_relu_function(function: type) -> None:
             f"check_guided_relu_function(GuidedReLU); got {type(function).__name__}"
         )
     name = function.__name__
-    for case, grad, x in _rule_cases():
+
+    def judge(case: str, grad: Tensor, x: Tensor) -> _Wrong | None:
         inputs = x.clone().requires_grad_(True)
         try:
             out = function.apply(inputs)
@@ -195,15 +205,19 @@ def check_guided_relu_function(function: type) -> None:
                 _compare(out, x.clamp(min=0).double()),
             )
         expected = _RULES["guided"](grad, x).double()
-        if not _close(back, expected):
-            help = _diagnose(
-                back,
-                _rule_mistakes("guided", grad, x),
-                _Help(
-                    "return grad.clamp(min=0) * (x > 0) with x from ctx.saved_tensors",
-                    "save the input, not the output, in forward (both give the same mask, but "
-                    "the input is what the rule names)",
-                ),
-            )
-            raise _verdict(f"The backward pass of {name} is wrong on {case}.", help, _compare(back, expected))
+        if _close(back, expected):
+            return None
+        return _Wrong(
+            f"The backward pass of {name} is wrong on {case}.",
+            back,
+            expected,
+            lambda: _rule_mistakes("guided", grad, x),
+            _Help(
+                "return grad.clamp(min=0) * (x > 0) with x from ctx.saved_tensors",
+                "in backward, `(x,) = ctx.saved_tensors` gives the input saved in forward; the "
+                "signal goes back only where it is positive and x was positive",
+            ),
+        )
+
+    _judge(functools.partial(judge, *case) for case in _rule_cases())
     print(f"Correct! {name} is a ReLU going forward and guided backpropagation going back.")

@@ -3,6 +3,7 @@ completeness gap."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -11,14 +12,14 @@ from torch import Tensor
 from vizwidgets.checks._harness import (
     _call,
     _close,
-    _compare,
-    _diagnose,
     _grader,
     _Help,
+    _judge,
     _name,
     _require_callable,
     _require_tensor,
     _verdict,
+    _Wrong,
 )
 from vizwidgets.checks._nets import _reference_gradient, _smooth_net
 
@@ -156,7 +157,10 @@ def check_riemann_ig(riemann_ig: Callable[..., Tensor]) -> None:
     midpoint rule, ``alpha_k = (k + 0.5) / steps``."""
     _require_callable(riemann_ig, "riemann_ig", "check_riemann_ig(riemann_ig)")
     name = _name(riemann_ig)
-    for case, model, x, baseline, target, steps in _ig_cases():
+
+    def judge(
+        case: str, model: torch.nn.Module, x: Tensor, baseline: Tensor, target: Tensor, steps: int
+    ) -> _Wrong | None:
         expected = _reference_riemann_ig(model, x, baseline, target, steps)
         result = _call(riemann_ig, case, model, x, baseline, target, steps, what="x or the baseline")
         result = _require_tensor(result, "the attributions", riemann_ig, case)
@@ -170,17 +174,20 @@ def check_riemann_ig(riemann_ig: Callable[..., Tensor]) -> None:
                 ),
             )
         if _close(result, expected):
-            continue
-        help = _diagnose(
+            return None
+        return _Wrong(
+            f"On {case}, {name} gave wrong attributions.",
             result,
-            _riemann_mistakes(model, x, baseline, target, steps, expected),
+            expected,
+            lambda: _riemann_mistakes(model, x, baseline, target, steps, expected),
             _Help(
                 "follow the formula step by step",
                 "for k in range(steps): alpha = (k + 0.5) / steps, add the input gradient at "
                 "baseline + alpha * (x - baseline); then (x - baseline) * total / steps",
             ),
         )
-        raise _verdict(f"On {case}, {name} gave wrong attributions.", help, _compare(result, expected))
+
+    _judge(functools.partial(judge, *case) for case in _ig_cases())
     print(f"Correct! {name} integrates the gradient along the path with the midpoint rule.")
 
 
@@ -196,6 +203,10 @@ def _gap_mistakes(
     gap = total - difference
     probabilities = at_x.softmax(dim=1)[rows, target] - at_baseline.softmax(dim=1)[rows, target]
     top = at_x.argmax(dim=1)
+    predicted = _Help(
+        "use each image's target logit, not the predicted (largest) one",
+        "`model(x)[torch.arange(N), target]`: the class the attributions explain",
+    )
     return [
         (
             gap.abs(),
@@ -239,10 +250,11 @@ def _gap_mistakes(
         ),
         (
             total - (at_x[rows, top] - at_baseline[rows, top]),
-            _Help(
-                "use each image's target logit, not the predicted (largest) one",
-                "`model(x)[torch.arange(N), target]`: the class the attributions explain",
-            ),
+            predicted,
+        ),
+        (
+            total - (at_x.amax(dim=1) - at_baseline.amax(dim=1)),
+            predicted,
         ),
         (
             gap / difference,
@@ -260,7 +272,10 @@ def check_completeness_gap(completeness_gap: Callable[..., Tensor]) -> None:
     ``sum(attributions) - (F(x) - F(baseline))`` per image, ``(N,)``."""
     _require_callable(completeness_gap, "completeness_gap", "check_completeness_gap(completeness_gap)")
     name = _name(completeness_gap)
-    for case, model, x, baseline, target, steps in _ig_cases():
+
+    def judge(
+        case: str, model: torch.nn.Module, x: Tensor, baseline: Tensor, target: Tensor, steps: int
+    ) -> _Wrong | None:
         attributions = _reference_riemann_ig(model, x, baseline, target, steps)
         with torch.no_grad():
             rows = torch.arange(len(target))
@@ -292,15 +307,18 @@ def check_completeness_gap(completeness_gap: Callable[..., Tensor]) -> None:
                 help,
             )
         if _close(result, expected):
-            continue
-        help = _diagnose(
+            return None
+        return _Wrong(
+            f"On {case}, {name} gave wrong gaps.",
             result,
-            _gap_mistakes(model, x, baseline, target, attributions),
+            expected,
+            lambda: _gap_mistakes(model, x, baseline, target, attributions),
             _Help(
                 "use each image's target logit, model(x)[torch.arange(N), target]",
                 "compute, without gradients, F(x) and F(baseline) as each image's target logit; "
                 "return the sum of each image's attributions minus F(x) - F(baseline)",
             ),
         )
-        raise _verdict(f"On {case}, {name} gave wrong gaps.", help, _compare(result, expected))
+
+    _judge(functools.partial(judge, *case) for case in _ig_cases())
     print(f"Correct! {name} measures how far the attributions are from completeness.")

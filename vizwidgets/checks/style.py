@@ -148,7 +148,12 @@ def _gram_mistakes(args: tuple[Any, ...]) -> list[tuple[Tensor, _Help]]:
     n, c, h, w = f.shape
     flat = f.double().reshape(n, c, h * w)
     scrambled = f.double().reshape(n, h * w, c).transpose(1, 2)
+    outer = _Help(
+        "this is F^T F, (H*W) x (H*W); the Gram matrix is F F^T, C x C",
+        "with F of shape (N, C, H*W): `F @ F.transpose(1, 2)`, channels times channels",
+    )
     return [
+        *([(flat.transpose(1, 2) @ flat / (h * w), outer), (flat.transpose(1, 2) @ flat, outer)] if h * w == c else []),
         (
             flat @ flat.transpose(1, 2),
             _Help(
@@ -196,7 +201,7 @@ def check_gram_matrix(gram_matrix: Callable[[Tensor], Tensor]) -> None:
         if shape == (n, h * w, h * w):
             return _Help(
                 "this is F^T F, (H*W) x (H*W); the Gram matrix is F F^T, C x C",
-                "with F of shape (N, C, H*W): `F @ F.transpose(1, 2)`",
+                "with F of shape (N, C, H*W): `F @ F.transpose(1, 2)`, channels times channels",
             )
         if shape == (c, c) or shape == (n * c, n * c):
             return _Help(
