@@ -145,6 +145,10 @@ INPUT_GRADIENT = {
     "gradient x input": (lambda m, x, t: _input_gradient(m, x, t) * x, "gradient x input"),
     "only the first image": (_gradient_of(lambda z, t: z[0, t[0]]), "only the first image"),
     "x not copied": (_no_copy, "does not require gradients"),
+    "x made float32": (
+        lambda m, x, t: _input_gradient(m, x.float(), t),
+        "different dtypes",
+    ),
     "not summed": (_not_summed, "one number"),
     "one image squeezed": (lambda m, x, t: _input_gradient(m, x, t)[0], "keep the batch dimension"),
     "returns the logits": (lambda m, x, t: m(x), "not with respect to the logits"),
@@ -760,13 +764,19 @@ def test_a_crash_inside_torch_shows_only_the_learners_frames_and_a_hint_for_it()
 # --- in a real kernel: the message alone ------------------------------------------------------
 
 _NOTEBOOK_CELLS = [
-    "import torch\nfrom vizwidgets.checks import check_saliency_map, check_softmax",
+    "import torch\nfrom vizwidgets.checks import check_input_gradient, check_saliency_map, check_softmax",
     # a wrong answer: the grader's verdict
     "def saliency_map(grad):\n    return grad.abs().sum(dim=1)\n\ncheck_saliency_map(saliency_map)",
     # the same, asking for more help
     "check_saliency_map(saliency_map, hint=2)",
     # the learner's own code fails inside torch
     "def softmax(logits):\n    return torch.softmax(logits, dim=5)\n\ncheck_softmax(softmax)",
+    # ... deep inside torch's modules (a float32 input meets float64 weights): 8 frames of torch
+    "def input_gradient(model, x, target):\n"
+    "    inputs = x.float().requires_grad_(True)\n"
+    "    scores = model(inputs)[torch.arange(len(target)), target]\n"
+    "    return torch.autograd.grad(scores.sum(), inputs)[0]\n\n"
+    "check_input_gradient(input_gradient)",
 ]
 
 
@@ -806,7 +816,7 @@ def test_in_a_notebook_a_failed_check_shows_the_message_alone(tmp_path: Path) ->
         (error,) = [o for o in cell.outputs if o.output_type == "error"]
         text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error.traceback))
         errors.append((error, text.splitlines()))
-    (verdict, verdict_lines), (more, more_lines), (crash, crash_lines) = errors
+    (verdict, verdict_lines), (more, more_lines), (crash, crash_lines), (deep, deep_lines) = errors
     # the verdict: "AssertionError: <message>", exactly the message's lines
     assert verdict.ename == "AssertionError"
     assert verdict_lines == f"AssertionError: {verdict.evalue}".splitlines()
@@ -819,5 +829,10 @@ def test_in_a_notebook_a_failed_check_shows_the_message_alone(tmp_path: Path) ->
     assert crash_lines[0].startswith('  File "') and crash_lines[0].endswith("in softmax"), crash_lines
     assert crash_lines[1].strip() == "return torch.softmax(logits, dim=5)"
     assert crash_lines[2:] == f"AssertionError: {crash.evalue}".splitlines()
+    # deep inside torch: still only the learner's frame, and a hint for that error
+    assert deep_lines[0].endswith("in input_gradient"), deep_lines
+    assert deep_lines[1].strip() == "scores = model(inputs)[torch.arange(len(target)), target]"
+    assert deep_lines[2:] == f"AssertionError: {deep.evalue}".splitlines()
+    assert len(deep_lines) == 5 and "different dtypes" in deep_lines[3], deep_lines
     for _, lines in errors:
         assert not any("vizwidgets" in line or "site-packages" in line for line in lines), lines

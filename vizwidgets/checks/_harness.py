@@ -293,6 +293,22 @@ _KNOWN_ERRORS: tuple[tuple[str, _Help], ...] = (
         ),
     ),
     (
+        "should be the same",
+        _Help(
+            "tensors of different dtypes (or devices) meet, such as float32 input and float64 weights",
+            "keep the dtype of the tensors you were given: no `.float()` or `.double()` (the "
+            "check's networks work in float64); `x.detach().clone()` keeps it",
+        ),
+    ),
+    (
+        "expected scalar type",
+        _Help(
+            "tensors of different dtypes meet, such as float32 and float64",
+            "keep the dtype of the tensors you were given: no `.float()` or `.double()`; "
+            "`torch.zeros_like(x)` makes a tensor of x's dtype",
+        ),
+    ),
+    (
         "mat1 and mat2 shapes cannot be multiplied",
         _Help(
             "a matrix product of shapes that do not fit",
