@@ -14,11 +14,18 @@ placeholder, unchanged. Any other exception from the learner's code becomes an
 Graders never change their argument, and they check that the learner's function did not
 change its inputs either.
 
-In a notebook, a grader's failure shows the learner only what helps: the message and hint,
-and, where the learner's own code raised, the frames of that code. The graders' own frames
-(which hold the reference answers) are never printed: every exception leaving a ``check_...``
-function carries an IPython ``_render_traceback_`` that leaves out every frame of this
-package.
+In a notebook, a grader's failure shows the learner only what helps: ``AssertionError:`` and
+the message, line for line, and, where the learner's own code raised, the frames of that code
+alone (two lines each). The graders' frames, which hold the reference answers, are never
+printed, nor are the frames of torch or any other library the learner's code called into:
+every exception leaving a ``check_...`` function carries an IPython ``_render_traceback_``
+that keeps only the learner's frames.
+
+Each message says where the result first differs (the index, and the right and the learner's
+values there, with how many values differ) and gives a hint for the most likely mistake: the
+graders know the classic wrong answers of each exercise and try them all on every test input.
+Hints come in two levels: a failure ends with ``For more help, run check_x(fn, hint=2)``, and
+every grader accepts the keyword ``hint=2`` to add a second, more concrete hint.
 
 The package is laid out by notebook: :mod:`~vizwidgets.checks._harness` (calling the learner's
 code, comparing, feedback) and :mod:`~vizwidgets.checks._nets` (small fixed networks) are

@@ -14,9 +14,11 @@ from vizwidgets.checks._harness import (
     _close,
     _compare,
     _grader,
+    _Help,
     _name,
     _require_callable,
     _require_tensor,
+    _verdict,
 )
 
 __all__ = ["check_relevance_mass", "check_train_one_epoch"]
@@ -100,23 +102,51 @@ def _parameters(net: nn.Module) -> Tensor:
     return torch.cat([t.detach().double().reshape(-1) for t in tensors])
 
 
-_EPOCH_MISTAKES: list[tuple[dict[str, Any], str]] = [
+_EPOCH_MISTAKES: list[tuple[dict[str, Any], _Help]] = [
     (
         {"zero_grad": "never"},
-        "the gradients add up from one batch to the next: call optimizer.zero_grad() at the "
-        "start of every batch, before loss.backward()",
+        _Help(
+            "the gradients add up from one batch to the next: call optimizer.zero_grad() at "
+            "the start of every batch, before loss.backward()",
+            "loss.backward() adds to each parameter's .grad; without zero_grad the second "
+            "step uses the sum of two batches' gradients, the third of three",
+        ),
     ),
     (
         {"softmax_first": True},
-        "the logits go through softmax before the loss: F.cross_entropy (and nn.CrossEntropyLoss) "
-        "applies log-softmax itself, so give it the raw logits",
+        _Help(
+            "the logits go through softmax before the loss: F.cross_entropy (and "
+            "nn.CrossEntropyLoss) applies log-softmax itself, so give it the raw logits",
+            "cross_entropy(softmax(z), y) squashes the scores twice: its gradients shrink and "
+            "training crawls; write loss = F.cross_entropy(model(x), y)",
+        ),
     ),
     (
         {"train_mode": False},
-        "the model stayed in eval mode, so batch norm used its running statistics: call "
-        "model.train() before the loop",
+        _Help(
+            "the model stayed in eval mode, so batch norm used its running statistics: call "
+            "model.train() before the loop",
+            "models come back from evaluation in eval mode; model.train() makes batch norm "
+            "use each batch's statistics and update its running averages (and turns dropout "
+            "on)",
+        ),
     ),
 ]
+
+_UNCHANGED = _Help(
+    "the weights did not change at all: every optimizer.step() found no gradient. Per batch the "
+    "order is zero_grad, forward, loss, backward, step: is zero_grad between backward and step, "
+    "or step before backward, or missing",
+    "zero_grad() clears .grad (to None); step() then has nothing to follow. Put "
+    "optimizer.zero_grad() first in the loop body and optimizer.step() last, after "
+    "loss.backward()",
+)
+_EPOCH_DEFAULT = _Help(
+    "for every batch: optimizer.zero_grad(), logits = model(x), "
+    "loss = F.cross_entropy(logits, y), loss.backward(), optimizer.step()",
+    "call model.train() once before the loop, use each (x, y) of `batches` in order, and the "
+    "optimizer you were given (not a new one)",
+)
 
 
 @_grader
@@ -140,7 +170,7 @@ def check_train_one_epoch(train_one_epoch: Callable[..., Any]) -> None:
         got = _parameters(learner_net)
         want = _parameters(expected_net)
         if not _close(got, want):
-            hint = next(
+            help = next(
                 (
                     h
                     for mistake, h in _EPOCH_MISTAKES
@@ -148,49 +178,50 @@ def check_train_one_epoch(train_one_epoch: Callable[..., Any]) -> None:
                 ),
                 None,
             )
-            if hint is None and _close(_weights(learner_net), _weights(net)):
-                hint = (
-                    "the weights did not change at all: every optimizer.step() found no "
-                    "gradient. Per batch the order is zero_grad, forward, loss, backward, step: "
-                    "is zero_grad between backward and step, or step before backward, or "
-                    "missing?"
-                )
-            if hint is None:
-                hint = (
-                    "for every batch: optimizer.zero_grad(), logits = model(x), "
-                    "loss = F.cross_entropy(logits, y), loss.backward(), optimizer.step()"
-                )
-            raise AssertionError(
-                f"On {case}, {name} left the model with the wrong weights.\n"
-                f"{_compare(got, want)}\nHint: {hint}."
+            if help is None and _close(_weights(learner_net), _weights(net)):
+                help = _UNCHANGED
+            raise _verdict(
+                f"On {case}, {name} left the model with the wrong weights and batch-norm "
+                "statistics (all of them, flattened, compared in order).",
+                help or _EPOCH_DEFAULT,
+                _compare(got, want),
             )
         if isinstance(result, Tensor):
             attached = "attached to the graph" if result.requires_grad else "not a float"
-            raise AssertionError(
-                f"On {case}, {name} returned a tensor ({attached}); "
-                "return the mean loss as a Python float.\nHint: collect loss.item() for each "
-                "batch (a float, detached from the graph, so the graph of each batch is freed), "
-                "then average."
+            raise _verdict(
+                f"On {case}, {name} returned a tensor ({attached}); return the mean loss as a "
+                "Python float.",
+                _Help(
+                    "collect loss.item() for each batch, then average",
+                    "a loss tensor kept in a list keeps its batch's whole graph alive; "
+                    "loss.item() is a plain float, detached, so each graph is freed",
+                ),
             )
         if not isinstance(result, (int, float)):
-            raise AssertionError(
+            raise _verdict(
                 f"On {case}, {name} returned {type(result).__name__}; return the mean loss as a "
-                "float.\nHint: collect loss.item() for each batch, then return sum / count."
+                "float.",
+                _Help(
+                    "collect loss.item() for each batch, then return sum / count",
+                    "return sum(losses) / len(losses) at the end, after the loop",
+                ),
             )
         if abs(float(result) - expected_loss) > 1e-6 * max(1.0, abs(expected_loss)):
             reported = _reference_epoch(net, batches, report="last")[1], _reference_epoch(
                 net, batches, report="sum"
             )[1]
-            hint = (
-                "this is the loss of the last batch only; return the mean over all batches"
+            more = "append loss.item() to a list in every batch; return sum(losses) / len(losses)"
+            help = (
+                _Help("this is the loss of the last batch only; return the mean over all batches", more)
                 if abs(float(result) - reported[0]) < 1e-9
-                else "this is the sum of the batch losses; divide by the number of batches"
+                else _Help("this is the sum of the batch losses; divide by the number of batches", more)
                 if abs(float(result) - reported[1]) < 1e-9
-                else "return the mean of loss.item() over the batches"
+                else _Help("return the mean of loss.item() over the batches", more)
             )
-            raise AssertionError(
+            raise _verdict(
                 f"On {case}, {name} trained the model right but returned {float(result):.6g}, "
-                f"expected the mean loss {expected_loss:.6g}.\nHint: {hint}."
+                f"while the mean loss is {expected_loss:.6g}.",
+                help,
             )
     print(
         f"Correct! {name} zeroes, computes the loss of the raw logits, steps once per batch in "
@@ -256,31 +287,52 @@ def check_relevance_mass(relevance_mass: Callable[[Tensor, Tensor], Tensor]) -> 
     inside the mask divided by all the positive relevance, and 0 for an image without any."""
     _require_callable(relevance_mass, "relevance_mass", "check_relevance_mass(relevance_mass)")
     name = _name(relevance_mass)
+    more = (
+        "r = relevance.clamp(min=0); inside = (r * mask).flatten(1).sum(dim=1); "
+        "total = r.flatten(1).sum(dim=1); then inside / total where total > 0, else 0"
+    )
     hints = [
         (
             "signed",
-            "negative relevance was counted: keep only the positive part, "
-            "relevance.clamp(min=0), before summing",
+            _Help(
+                "negative relevance was counted: keep only the positive part, "
+                "relevance.clamp(min=0), before summing",
+                "with negative values the 'share' can exceed 1 or fall below 0; Arras et al. "
+                "count only evidence for the class",
+            ),
         ),
         (
             "abs",
-            "abs() turns evidence against the class into evidence for it: keep only the positive "
-            "part, relevance.clamp(min=0), not the absolute value",
+            _Help(
+                "abs() turns evidence against the class into evidence for it: keep only the "
+                "positive part, relevance.clamp(min=0), not the absolute value",
+                more,
+            ),
         ),
         (
             "pooled",
-            "this is one ratio for the whole batch: sum over each image's pixels only "
-            "(.flatten(1).sum(dim=1)), so each image gets its own score",
+            _Help(
+                "this is one ratio for the whole batch: sum over each image's pixels only "
+                "(.flatten(1).sum(dim=1)), so each image gets its own score",
+                "a plain .sum() adds all the images together; an image with large values then "
+                "decides everyone's score",
+            ),
         ),
         (
             "outside",
-            "this is the share outside the mask: multiply by the mask (True inside), not by its "
-            "complement",
+            _Help(
+                "this is the share outside the mask: multiply by the mask (True inside), not by "
+                "its complement",
+                more,
+            ),
         ),
         (
             "density",
-            "the mass is not divided by the mask's area: it is (relevance inside) / (all the "
-            "relevance), a share between 0 and 1",
+            _Help(
+                "the mass is not divided by the mask's area: it is (relevance inside) / (all the "
+                "relevance), a share between 0 and 1",
+                more,
+            ),
         ),
     ]
     for case, relevance, mask in _mass_cases():
@@ -300,22 +352,22 @@ def check_relevance_mass(relevance_mass: Callable[[Tensor, Tensor], Tensor]) -> 
         if _close(result, expected):
             continue
         if not torch.isfinite(result.detach()).all() and torch.isfinite(expected).all():
-            hint = (
+            help = _Help(
                 "an image without positive relevance divides 0 by 0: give it the score 0, "
-                "e.g. torch.where(total > 0, inside / total, 0.0)"
+                "e.g. torch.where(total > 0, inside / total, 0.0)",
+                "torch.where evaluates both branches; divide by total.clamp(min=1e-30) inside it "
+                "so that no nan is made at all",
             )
         else:
-            hint = next(
-                (
-                    h
-                    for variant, h in hints
-                    if _close(result, _mass(relevance, mask, variant))
+            help = next(
+                (h for variant, h in hints if _close(result, _mass(relevance, mask, variant))),
+                _Help(
+                    "sum max(relevance, 0) inside the mask and divide by its sum over the "
+                    "whole image",
+                    more,
                 ),
-                "sum max(relevance, 0) inside the mask and divide by its sum over the whole image",
             )
-        raise AssertionError(
-            f"On {case}, {name} gave wrong scores.\n{_compare(result, expected)}\nHint: {hint}."
-        )
+        raise _verdict(f"On {case}, {name} gave wrong scores.", help, _compare(result, expected))
     print(
         f"Correct! {name} gives each image the share of its positive relevance inside the "
         "mask (Arras et al. 2022), and 0 when it has none."
