@@ -17,7 +17,9 @@
 # **Exercises.** A cell with `# YOUR CODE HERE` is yours to complete: replace the
 # `raise NotImplementedError(...)` line with your code. The cell after it calls a `check_...`
 # function that tests your code and says "Correct!" or explains what went wrong. Until you
-# have written your code, these cells stop with `NotImplementedError`; that is expected.
+# have written your code, these cells stop with `NotImplementedError`; that is expected. If
+# the hint is not enough, run the check again with `hint=2`, e.g.
+# `check_softmax(softmax, hint=2)`, for more help.
 
 # %% [markdown]
 # All imports come first. `vizwidgets` is the package behind the course.

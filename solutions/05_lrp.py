@@ -43,9 +43,10 @@ cat = loaded.classes.index("Egyptian cat")
 # ### Exercise: LRP-epsilon for a dense layer
 #
 # Write `lrp_epsilon_dense(a, weight, bias, relevance, epsilon)`: `a` is `(N, J)`, `weight`
-# `(K, J)` as in `nn.Linear`, `bias` `(K,)`, `relevance` `(N, K)`; return `(N, J)`. Use
-# `torch.sign(z)`, and treat $\mathrm{sign}(0)$ as $+1$ so that you never divide by 0 when
-# $\epsilon > 0$: `torch.where(z >= 0, 1.0, -1.0)`.
+# `(K, J)` as in `nn.Linear`, `bias` `(K,)`, `relevance` `(N, K)`; return `(N, J)`. For
+# $\mathrm{sign}(z)$ do not use `torch.sign`, which gives 0 at $z = 0$: treat
+# $\mathrm{sign}(0)$ as $+1$, so that you never divide by 0 when $\epsilon > 0$, with
+# `torch.where(z >= 0, 1.0, -1.0)`. (The check includes an output whose $z$ is exactly 0.)
 
 # %%
 def lrp_epsilon_dense(a, weight, bias, relevance, epsilon):

@@ -51,7 +51,8 @@ print(f"chelsea: {loaded.classes[int(p.argmax())]} {p.max():.1%}, goldfinch {p[g
 # is `(N, 3, H, W)` in $[0, 1]$; `target` holds `N` class indices. Compute the summed
 # cross-entropy `torch.nn.functional.cross_entropy(model(xg), target, reduction="sum")` on a
 # copy `xg` of `x` that requires gradients, take its gradient, and return the clipped step
-# above. Do not change `x`.
+# above. Do not change `x`. Return the step detached from the autograd graph: take it from `x`
+# (or inside `with torch.no_grad():`).
 
 # %%
 def fgsm_step(model, x, target, epsilon):
