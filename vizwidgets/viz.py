@@ -8,12 +8,14 @@ here, so that two methods shown side by side are normalised the same way.
   maximum, by min-max, or by a percentile (outliers clipped).
 - :func:`overlay`: a heatmap blended over the image, ``(H, W, 3)`` in [0, 1].
 - :func:`show_grid`: a matplotlib figure of rows x columns of images and overlays.
+- :func:`colorbar`: a colour bar for a map drawn with :func:`overlay` (whose pixels carry no
+  colour scale of their own) or for any ``imshow``.
 - :class:`Display` and :func:`render`: how a map is drawn (opacity, colours, sign, scaling)
   and the drawing itself, ``(H, W, 3)`` uint8: what the Explorer, ``explain()`` results and
   the command line all show.
 
-Nothing here imports ipywidgets; matplotlib is imported only by :func:`show_grid` and
-:func:`colorize`.
+Nothing here imports ipywidgets; matplotlib is imported only by :func:`show_grid`,
+:func:`colorbar` and :func:`colorize`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from torch import Tensor
 
 __all__ = [
     "REDUCTIONS", "SIGNS", "SCALINGS", "Display", "reduce_channels", "normalize", "colorize", "overlay", "render",
-    "show_grid",
+    "show_grid", "colorbar",
 ]
 
 REDUCTIONS = ("sum", "abs_sum", "max_abs", "l2")
@@ -196,6 +198,37 @@ def show_grid(
                 ax.set_ylabel(row_titles[r], fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def colorbar(
+    ax: Any,
+    cmap: str = "jet",
+    *,
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    label: str | None = None,
+    mappable: Any = None,
+) -> Any:
+    """Add a colour bar beside the matplotlib axes ``ax``; returns it.
+
+    With ``mappable`` (what ``ax.imshow`` returned) the bar shows that image's scale. Without
+    it the bar shows ``cmap`` from ``vmin`` to ``vmax``: the scale of a heatmap drawn with
+    :func:`overlay` (``vmin=-1`` for a signed one), since an overlay's pixels are already
+    colours. ``label`` is written along the bar.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    if mappable is None:
+        if not vmin < vmax:
+            raise ValueError(f"vmin must be below vmax, got {vmin!r} and {vmax!r}")
+        mappable = ScalarMappable(norm=Normalize(vmin=vmin, vmax=vmax), cmap=cmap)
+    bar = plt.colorbar(mappable, ax=ax, fraction=0.046, pad=0.03)
+    if label:
+        bar.set_label(label, fontsize=8)
+    bar.ax.tick_params(labelsize=8)
+    return bar
 
 
 @dataclass(frozen=True)

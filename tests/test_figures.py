@@ -1,0 +1,82 @@
+"""The course's figures show what their text says.
+
+Each test computes a figure's data the way its notebook does (same calls, same
+normalisation) and asserts the claim the notebook's prose makes about it, in numbers: a
+panel that should show structure is not blank, a progression that should improve does, maps
+said to agree do agree. The notebooks themselves run in ``tests/test_course.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from vizwidgets.attribution import attribute, gradient_x_input, smoothgrad  # noqa: E402
+from vizwidgets.models import load_model  # noqa: E402
+from vizwidgets.viz import colorbar, normalize  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def cat_input(loaded):
+    return loaded.preprocess("chelsea"), loaded.classes.index("Egyptian cat")
+
+
+def _agreement(first: torch.Tensor, second: torch.Tensor) -> float:
+    return torch.corrcoef(torch.stack([first.flatten(), second.flatten()]))[0, 1].item()
+
+
+# --- 01 saliency ------------------------------------------------------------------------------
+
+
+def test_01_signed_gradient_x_input_panel_is_not_blank(loaded, cat_input) -> None:
+    """Divided by its maximum the signed map is white; by the 99th percentile it is not."""
+    x, cat = cat_input
+    contributions = gradient_x_input(loaded, x, cat)
+    by_max = normalize(contributions, sign="all", scaling="max")[0]
+    signed = normalize(contributions, sign="all", scaling="percentile")[0]  # as notebook 01
+    assert (by_max.abs() > 0.2).float().mean() < 0.02  # the old panel: nearly all white
+    assert (signed.abs() > 0.2).float().mean() > 0.15
+    assert (signed.abs() > 0.5).float().mean() > 0.03
+    # both halves, for and against, have something to show
+    assert (signed > 0.2).float().mean() > 0.05 and (signed < -0.2).float().mean() > 0.05
+    assert signed.abs().max() == 1.0  # clipped at the 99th percentile
+
+
+def test_01_smoothgrad_runs_agree_more_with_more_samples(loaded, cat_input) -> None:
+    """Two SmoothGrad runs with different noise agree better at 32 samples than at 1."""
+    x, cat = cat_input
+
+    def run(samples: int, seed: int) -> torch.Tensor:
+        result = smoothgrad(loaded, x, cat, samples=samples, noise=0.2, seed=seed)
+        return normalize(result, scaling="percentile", reduce="abs_sum")[0]
+
+    one = _agreement(run(1, 0), run(1, 1))
+    many = _agreement(run(32, 0), run(32, 1))
+    assert one < 0.3
+    assert many > one + 0.15, (one, many)
+
+
+# --- the colour bar helper ----------------------------------------------------------------------
+
+
+def test_colorbar_for_an_overlay_and_for_an_image() -> None:
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2)
+    bar = colorbar(left, "RdBu_r", vmin=-1, vmax=1, label="signed share")
+    assert bar.vmin == -1 and bar.vmax == 1 and bar.ax.get_ylabel() == "signed share"
+    shown = right.imshow(torch.rand(4, 4).numpy() * 3, cmap="gray", vmin=0, vmax=3)
+    assert colorbar(right, mappable=shown).vmax == 3
+    with pytest.raises(ValueError, match="vmin"):
+        colorbar(left, vmin=1, vmax=1)
+    plt.close(fig)
