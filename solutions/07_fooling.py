@@ -6,8 +6,9 @@
 # notebook you will:
 #
 # - write the **fast gradient sign method** (FGSM, Goodfellow, Shlens & Szegedy 2015);
-# - iterate it into a targeted attack that runs until the network is sure (Szegedy et al.
-#   2014 showed such perturbations exist; projected gradient steps as in Madry et al. 2018);
+# - write the loop that iterates it into a targeted attack within a budget, then use the
+#   package's, which runs until the network is sure (Szegedy et al. 2014 showed such
+#   perturbations exist; projected gradient steps as in Madry et al. 2018);
 # - grow an image from noise that the network calls a goldfinch (Nguyen, Yosinski & Clune
 #   2015);
 # - look at the perturbation, and at what the explanation methods say about a fooled image.
@@ -20,7 +21,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from vizwidgets.attribution import grad_cam
-from vizwidgets.checks import check_fgsm_step
+from vizwidgets.checks import check_fgsm_step, check_targeted_attack
 from vizwidgets.models import load_model
 from vizwidgets.synthesis import fool, fooling_image, pixel_model, to_pixels
 from vizwidgets.viz import normalize, overlay
@@ -70,8 +71,56 @@ check_fgsm_step(fgsm_step)
 
 # %% [markdown]
 # One step rarely makes the network *sure*. Repeating small steps, each time projecting back
-# into the $\varepsilon$-box around the original, does. `vizwidgets.synthesis.fool` runs
-# steps of one grey level until the target's probability reaches the confidence asked for.
+# into the $\varepsilon$-box around the original, does (projected gradient descent, Madry et
+# al. 2018):
+#
+# $$x^{(k+1)} = \mathrm{clip}_{[0, 1]}\Big(\mathrm{clip}_{[x - \varepsilon,\, x + \varepsilon]}
+#   \big(x^{(k)} - \alpha\, \mathrm{sign}(\nabla_x L(x^{(k)}, t))\big)\Big), \qquad x^{(0)} = x.$$
+#
+# ### Exercise: the whole targeted attack
+#
+# Write `targeted_attack(model, x, target, epsilon, step, steps)`: `steps` times, take a
+# targeted FGSM step of size `step` (your `fgsm_step`) **at the current image**, then project
+# into the box around the **original** `x` (`torch.min(torch.max(x_adv, x - epsilon),
+# x + epsilon)`), then clamp to $[0, 1]$. Return the attacked images, detached. Do not change
+# `x`.
+
+# %%
+def targeted_attack(model, x, target, epsilon, step, steps):
+    """`steps` projected targeted FGSM steps of size `step` within `epsilon` of x."""
+    # BEGIN SOLUTION loop: fgsm_step at the current image, project around the original x, clamp
+    x_adv = x.detach().clone()
+    for _ in range(steps):
+        x_adv = fgsm_step(model, x_adv, target, step)
+        x_adv = torch.min(torch.max(x_adv, x - epsilon), x + epsilon).clamp(0.0, 1.0)
+    return x_adv.detach()
+    # END SOLUTION
+
+
+# %% tags=["check"]
+check_targeted_attack(targeted_attack)
+
+# %% [markdown]
+# **Predict, then run.** Your attack, on Chelsea, towards "goldfinch", 12 steps of one grey
+# level within a budget of 8: will the network call it a goldfinch?
+#
+# <details><summary>Answer</summary>
+#
+# Yes, and it is sure of it: after 12 steps nearly all the probability is on "goldfinch"
+# (the package's `fool` below needs only 6 steps for 99%). The largest change is 8 grey
+# levels, the budget, so the photo looks the same.
+# </details>
+
+# %% tags=["check"]
+mine = targeted_attack(pm, x, torch.tensor([goldfinch]), 8 / 255, 1 / 255, 12)
+with torch.no_grad():
+    p_mine = pm(mine).softmax(dim=1)[0]
+print(f"after 12 steps: {loaded.classes[int(p_mine.argmax())]}, goldfinch {p_mine[goldfinch]:.1%}, "
+      f"largest change {(mine - x).abs().max().item() * 255:.1f} grey levels")
+
+# %% [markdown]
+# `vizwidgets.synthesis.fool` runs the same loop, with steps of one grey level, until the
+# target's probability reaches the confidence asked for.
 
 # %%
 attack = fool(loaded, "chelsea", "goldfinch", confidence=0.99, epsilon=8 / 255, progress=False)

@@ -25,6 +25,7 @@ from vizwidgets.checks import (
     check_completeness_gap,
     check_curve_area,
     check_fgsm_step,
+    check_targeted_attack,
     check_grad_cam,
     check_gram_matrix,
     check_guided_relu_function,
@@ -609,6 +610,51 @@ def test_fgsm_climbing_the_logit_shows_where_the_step_differs() -> None:
     assert first is not None, message
     assert first.group(2) != first.group(3)
 
+
+
+def _attack(*, project: str = "original", clamp: bool = True, fresh: bool = True, direction: float = -1.0,
+            steps: int | None = None, detach: bool = True):
+    """A targeted attack, right or with one classic mistake."""
+
+    def targeted_attack(model, x, target, epsilon, step, n_steps):
+        adv, first = x.clone(), None
+        for _ in range(n_steps if steps is None else steps):
+            xg = (x if not fresh else adv).detach().clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(F.cross_entropy(model(xg), target, reduction="sum"), xg)
+            first = grad if first is None else first
+            new = adv + direction * step * (grad if fresh else first).sign()
+            centre = x if project == "original" else adv
+            if project != "none":
+                new = torch.min(torch.max(new, centre - epsilon), centre + epsilon)
+            adv = new.clamp(0, 1) if clamp else new
+        return adv if detach else adv.requires_grad_(True) * 1
+
+    return targeted_attack
+
+
+ATTACKS = {
+    "no projection": (_attack(project="none"), "project back into the box around the original"),
+    "box around the current image": (_attack(project="current"), "moves with the attack"),
+    "no clamp": (_attack(clamp=False), "clamp to [0, 1] after the projection"),
+    "stale gradient": (_attack(fresh=False), "the gradient is taken once"),
+    "climbs the loss": (_attack(direction=1.0), "climbs the target's loss"),
+    "one step": (_attack(steps=1), "only one step was taken"),
+}
+
+
+def test_targeted_attack_grader_accepts_a_right_loop(capsys: pytest.CaptureFixture[str]) -> None:
+    check_targeted_attack(_attack())
+    assert "Correct!" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", sorted(ATTACKS))
+def test_targeted_attack_mistakes_get_their_own_hint(case: str) -> None:
+    fn, words = ATTACKS[case]
+    assert words in _hint(_fails_with(check_targeted_attack, fn))
+
+
+def test_targeted_attack_still_attached_is_rejected() -> None:
+    _fails_with(check_targeted_attack, _attack(detach=False), "still attached to the autograd graph")
 
 # --- 09 evaluation ----------------------------------------------------------------------------
 

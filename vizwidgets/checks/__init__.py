@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from vizwidgets.checks.cam import check_cam, check_grad_cam
 from vizwidgets.checks.evaluation import check_curve_area, check_pointing_hit
-from vizwidgets.checks.fooling import check_fgsm_step
+from vizwidgets.checks.fooling import check_fgsm_step, check_targeted_attack
 from vizwidgets.checks.guided import check_guided_relu_function, check_rectifier_rules
 from vizwidgets.checks.integrated import check_completeness_gap, check_riemann_ig
 from vizwidgets.checks.lrp import check_lrp_epsilon
@@ -67,6 +67,7 @@ __all__ = [
     "check_lrp_epsilon",
     "check_total_variation",
     "check_fgsm_step",
+    "check_targeted_attack",
     "check_gram_matrix",
     "check_style_loss",
     "check_curve_area",

@@ -1,4 +1,4 @@
-"""Grader for notebook 07 (fooling): one targeted FGSM step."""
+"""Graders for notebook 07 (fooling): one targeted FGSM step, and the whole targeted attack."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from torch import Tensor
 from vizwidgets.checks._harness import (
     _call,
     _close,
+    _compare,
     _grader,
     _Help,
     _judge,
@@ -22,7 +23,7 @@ from vizwidgets.checks._harness import (
 )
 from vizwidgets.checks._nets import _small_net
 
-__all__ = ["check_fgsm_step"]
+__all__ = ["check_fgsm_step", "check_targeted_attack"]
 
 
 def _input_gradient(model: torch.nn.Module, x: Tensor, score: Callable[[Tensor], Tensor]) -> Tensor:
@@ -194,3 +195,145 @@ def check_fgsm_step(fgsm_step: Callable[..., Tensor]) -> None:
 
     _judge(functools.partial(judge, *case) for case in cases)
     print(f"Correct! {name} takes one targeted FGSM step and stays in [0, 1].")
+
+
+def _reference_attack(
+    model: torch.nn.Module,
+    x: Tensor,
+    target: Tensor,
+    epsilon: float,
+    step: float,
+    steps: int,
+    *,
+    project: str = "original",
+    clamp: bool = True,
+    fresh_gradient: bool = True,
+    sign: float = -1.0,
+) -> Tensor:
+    """The targeted attack as the exercise says: ``steps`` FGSM steps of size ``step``, each
+    followed by the projection into the ``epsilon``-box around the ORIGINAL ``x`` and into
+    [0, 1]. The keywords give the classic mistakes: no projection, the box around the current
+    image (the same as none while ``step <= epsilon``), no clamp, the gradient of the first
+    image reused, steps up the loss."""
+    current = x.detach().clone()
+    first = None
+    for _ in range(steps):
+        xg = current.detach().clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(model(xg), target, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, xg)
+        if first is None:
+            first = grad
+        direction = (grad if fresh_gradient else first).sign()
+        stepped = current + sign * step * direction
+        if project == "original":
+            stepped = torch.min(torch.max(stepped, x - epsilon), x + epsilon)
+        elif project == "current":
+            stepped = torch.min(torch.max(stepped, current - epsilon), current + epsilon)
+        current = stepped.clamp(0.0, 1.0) if clamp else stepped
+    return current.detach()
+
+
+@_grader
+def check_targeted_attack(targeted_attack: Callable[..., Tensor]) -> None:
+    """Grade ``targeted_attack(model, x, target, epsilon, step, steps)``: ``steps`` targeted FGSM
+    steps of size ``step``, each projected into ``[x - epsilon, x + epsilon]`` around the
+    original ``x`` and into [0, 1]; returns the attacked images, detached."""
+    _require_callable(targeted_attack, "targeted_attack", "check_targeted_attack(targeted_attack)")
+    name = _name(targeted_attack)
+    generator = torch.Generator().manual_seed(11)
+    cases = [
+        (
+            "one 6x6 image, epsilon 0.05, 6 steps of 0.02, target 3",
+            _small_net(0),
+            torch.rand(1, 3, 6, 6, generator=generator, dtype=torch.float64),
+            torch.tensor([3]),
+            0.05,
+            0.02,
+            6,
+        ),
+        (
+            "2 images with pixels near 0 and 1, epsilon 0.1, 4 steps of 0.04, targets [0, 2]",
+            _small_net(1),
+            torch.rand(2, 3, 5, 5, generator=generator, dtype=torch.float64).round(),
+            torch.tensor([0, 2]),
+            0.1,
+            0.04,
+            4,
+        ),
+    ]
+    for case, model, x, target, epsilon, step, steps in cases:
+        args = (model, x, target, epsilon, step, steps)
+        expected = _reference_attack(*args)
+        result = _call(targeted_attack, case, *args, what="the images x")
+        result = _require_tensor(result, "the attacked images", targeted_attack, case)
+        if tuple(result.shape) != tuple(x.shape):
+            raise _verdict(
+                f"On {case}, {name} returned shape {tuple(result.shape)}; the attacked images "
+                f"have the shape of x, {tuple(x.shape)}.",
+                _Help("return the whole batch of attacked images", "do not index, sum or squeeze it"),
+            )
+        if result.requires_grad:
+            raise _verdict(
+                f"On {case}, {name} returned images still attached to the autograd graph.",
+                _Help(
+                    "return the attacked images detached: `x_adv.detach()`, or update them "
+                    "inside `with torch.no_grad():`",
+                    "each step's image is a new starting point, not part of a computation to "
+                    "differentiate; attached, every step's graph stays in memory",
+                ),
+            )
+        if _close(result, expected):
+            continue
+        hints = [
+            (
+                _reference_attack(*args, project="none"),
+                _Help(
+                    "the change grew past epsilon: after each step, project back into the box "
+                    "around the original image (a box around the previous step's image moves "
+                    "with the attack and never stops it)",
+                    "keep the original x in its own variable; torch.min(torch.max(x_adv, "
+                    "x - epsilon), x + epsilon) keeps every pixel within epsilon of it",
+                ),
+            ),
+            (
+                _reference_attack(*args, clamp=False),
+                _Help(
+                    "clamp to [0, 1] after the projection: it must stay an image",
+                    "the box around x can reach below 0 or above 1; `.clamp(0, 1)` last",
+                ),
+            ),
+            (
+                _reference_attack(*args, fresh_gradient=False),
+                _Help(
+                    "the gradient is taken once, at the original image: take it again at the "
+                    "current image in every step",
+                    "call fgsm_step on x_adv, the image of the previous step, inside the loop",
+                ),
+            ),
+            (
+                _reference_attack(*args, sign=1.0),
+                _Help(
+                    "the attack climbs the target's loss, moving away from the target: step "
+                    "against the gradient, x_adv - step * sign(grad)",
+                    "your fgsm_step from the exercise above already steps the right way; use it",
+                ),
+            ),
+            (
+                _reference_attack(model, x, target, epsilon, step, 1),
+                _Help("only one step was taken: loop `steps` times", "for _ in range(steps): ..."),
+            ),
+        ]
+        help = next(
+            (h for ref, h in hints if _close(result, ref)),
+            _Help(
+                "per step: a targeted FGSM step of size `step` at the current image, then the "
+                "projection around the original x, then clamp to [0, 1]",
+                "per step: x_adv = fgsm_step(model, x_adv, target, step); then x_adv = torch.min(torch.max("
+                "x_adv, x - epsilon), x + epsilon); then x_adv = x_adv.clamp(0, 1)",
+            ),
+        )
+        raise _verdict(f"On {case}, {name} gave wrong images.", help, _compare(result, expected))
+    print(
+        f"Correct! {name} iterates targeted steps and keeps every pixel within epsilon of the "
+        "original and in [0, 1]."
+    )
