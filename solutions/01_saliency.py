@@ -150,15 +150,18 @@ plt.show()
 # ### Exercise 3: SmoothGrad
 #
 # Write `smooth_gradient(model, x, target, samples, noise, generator)` using your
-# `input_gradient`. So that the check can reproduce your random draws, draw the noise for
-# sample $s = 1, \dots, n$ **in this order and this way**:
+# `input_gradient`. So that the check can reproduce your random draws, draw the noise from
+# `generator`, either one sample at a time, in order:
 #
 # ```python
 # sigma = noise * (x.max() - x.min())
 # eps = torch.randn(x.shape, generator=generator) * sigma
 # ```
 #
-# and return the mean of the `samples` gradients, shape `(N, 3, H, W)`.
+# or all samples in one call, `eps = torch.randn((samples, *x.shape), generator=generator) *
+# sigma`, using `eps[s]` for sample $s$. Compute each sample's gradient afresh, as your
+# `input_gradient` does: a `.grad` that is never zeroed adds the gradients up. Return the mean
+# of the `samples` gradients, shape `(N, 3, H, W)`.
 
 # %%
 def smooth_gradient(model, x, target, samples, noise, generator):
