@@ -10,7 +10,7 @@
 # regularisers, random transformations and a better parametrisation. In this notebook you
 # will:
 #
-# - write the **total variation** regulariser;
+# - write the **total variation** regulariser, and the gradient-ascent loop itself;
 # - grow a class visualisation with and without the tricks;
 # - visualise channels from early to late layers, and browse feature maps.
 
@@ -18,7 +18,7 @@
 import matplotlib.pyplot as plt
 import torch
 
-from vizwidgets.checks import check_total_variation
+from vizwidgets.checks import check_gradient_ascent, check_total_variation
 from vizwidgets.models import load_model
 from vizwidgets.synthesis import Channel, maximize, pixel_model
 from vizwidgets.widgets import ActivationBrowser
@@ -61,6 +61,66 @@ def total_variation(x):
 
 # %% tags=["check"]
 check_total_variation(total_variation)
+
+# %% [markdown]
+# ## The climb itself
+#
+# Under every visualisation is a loop of gradient **ascent** on the image. Gradients of a deep
+# network vary in scale by orders of magnitude from image to image and from step to step, so
+# each step divides the gradient by its mean absolute value (per image): the step size is then
+# set by the learning rate alone,
+#
+# $$x \leftarrow \mathrm{clip}_{[0, 1]}\Big(x + \eta\, \frac{g}{\overline{|g|} + 10^{-8}}\Big),
+#   \qquad g = \nabla_x\, \text{objective}(x).$$
+#
+# ### Exercise: gradient ascent, the whole loop
+#
+# Write `gradient_ascent(objective, x, steps, lr)`: `objective` maps images `(N, 3, H, W)` to
+# `(N,)` scores; `x` holds the starting images in $[0, 1]$. `steps` times: take the gradient
+# `g` of `objective(...).sum()` at the **current** images (on a copy that requires
+# gradients), divide it by `g.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8`, add `lr` times
+# that, clamp to $[0, 1]$. Return the images, detached. Do not change `x`.
+
+# %%
+def gradient_ascent(objective, x, steps, lr):
+    """`steps` normalised gradient-ascent steps on the images, clamped to [0, 1]."""
+    # BEGIN SOLUTION per step: gradient at the current images, divide by its mean |g| per image, add lr times it, clamp
+    current = x.detach().clone()
+    for _ in range(steps):
+        xg = current.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(objective(xg).sum(), xg)
+        current = (current + lr * g / (g.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)).clamp(0, 1)
+    return current.detach()
+    # END SOLUTION
+
+
+# %% tags=["check"]
+check_gradient_ascent(gradient_ascent)
+
+# %% [markdown]
+# **Predict, then run.** Your loop, 16 steps on a grey 96 x 96 image, climbing the "goldfinch"
+# logit with nothing else: will the logit rise? Will the picture show a bird?
+#
+# <details><summary>Answer</summary>
+#
+# The logit rises fast, from about 0 to about 20: twice what the network gives Chelsea's photo
+# for "Egyptian cat" (10.6, notebook 00). The picture shows no bird, only colourful
+# high-frequency noise. The network can be excited by patterns that mean nothing to us: the
+# tricks below make the climb find patterns we can read.
+# </details>
+
+# %% tags=["check"]
+goldfinch_class = loaded.classes.index("goldfinch")
+start = torch.full((1, 3, 96, 96), 0.5) + 0.01 * torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+climbed = gradient_ascent(lambda images: pm(images)[:, goldfinch_class], start, 16, 0.02)
+with torch.no_grad():
+    before_logit, after_logit = pm(start)[0, goldfinch_class].item(), pm(climbed)[0, goldfinch_class].item()
+fig, axes = plt.subplots(1, 2, figsize=(6, 3.2))
+for ax, image, title in zip(axes, [start, climbed], [f"start: logit {before_logit:.1f}", f"16 steps: logit {after_logit:.1f}"]):
+    ax.imshow(image[0].permute(1, 2, 0))
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+plt.show()
 
 # %% [markdown]
 # ## A class visualisation, with and without the tricks

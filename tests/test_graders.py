@@ -25,6 +25,7 @@ from vizwidgets.checks import (
     check_completeness_gap,
     check_curve_area,
     check_fgsm_step,
+    check_gradient_ascent,
     check_targeted_attack,
     check_grad_cam,
     check_gram_matrix,
@@ -541,6 +542,65 @@ def test_tv_gram_and_style_mistakes_get_their_own_hint(case: str) -> None:
     grader, fn, words = STYLE[case]
     assert words in _hint(_fails_with(grader, fn))
 
+
+
+def _ascent(*, direction: float = 1.0, scale: str = "image", clamp: bool = True, fresh: bool = True,
+            steps: int | None = None, detach: bool = True):
+    """Normalised gradient ascent, right or with one classic mistake."""
+
+    def gradient_ascent(objective, x, n_steps, lr):
+        current, first = x.clone(), None
+        for _ in range(n_steps if steps is None else steps):
+            xg = (current if fresh else x).detach().clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(objective(xg).sum(), xg)
+            first = grad if first is None else first
+            g = grad if fresh else first
+            if scale == "image":
+                g = g / (g.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)
+            elif scale == "batch":
+                g = g / (g.abs().mean() + 1e-8)
+            current = current + direction * lr * g
+            current = current.clamp(0, 1) if clamp else current
+        return current if detach else current.requires_grad_(True) * 1
+
+    return gradient_ascent
+
+
+ASCENTS = {
+    "descent": (_ascent(direction=-1.0), "this is gradient descent"),
+    "raw gradient": (_ascent(scale="none"), "the raw gradient was used"),
+    "one scale for the batch": (_ascent(scale="batch"), "one number for the whole batch"),
+    "no clamp": (_ascent(clamp=False), "clamp to [0, 1] after every step"),
+    "stale gradient": (_ascent(fresh=False), "the gradient is taken once"),
+    "one step": (_ascent(steps=1), "only one step was taken"),
+}
+
+
+def test_gradient_ascent_grader_accepts_a_right_loop(capsys: pytest.CaptureFixture[str]) -> None:
+    check_gradient_ascent(_ascent())
+
+    def under_no_grad(objective, x, steps, lr):
+        x_cur = x.clone()
+        for _ in range(steps):
+            xg = x_cur.requires_grad_(True)
+            objective(xg).sum().backward()
+            with torch.no_grad():
+                g = xg.grad
+                x_cur = (xg + lr * g / (g.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)).clamp(0, 1)
+        return x_cur
+
+    check_gradient_ascent(under_no_grad)
+    assert capsys.readouterr().out.count("Correct!") == 2
+
+
+@pytest.mark.parametrize("case", sorted(ASCENTS))
+def test_gradient_ascent_mistakes_get_their_own_hint(case: str) -> None:
+    fn, words = ASCENTS[case]
+    assert words in _hint(_fails_with(check_gradient_ascent, fn))
+
+
+def test_gradient_ascent_still_attached_is_rejected() -> None:
+    _fails_with(check_gradient_ascent, _ascent(detach=False), "still attached to the autograd graph")
 
 # --- 07 fooling -------------------------------------------------------------------------------
 

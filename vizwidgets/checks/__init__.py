@@ -49,7 +49,7 @@ from vizwidgets.checks.integrated import check_completeness_gap, check_riemann_i
 from vizwidgets.checks.lrp import check_lrp_epsilon
 from vizwidgets.checks.saliency import check_input_gradient, check_saliency_map, check_smoothgrad
 from vizwidgets.checks.shortcuts import check_relevance_mass, check_train_one_epoch
-from vizwidgets.checks.style import check_gram_matrix, check_style_loss, check_total_variation
+from vizwidgets.checks.style import check_gradient_ascent, check_gram_matrix, check_style_loss, check_total_variation
 from vizwidgets.checks.welcome import check_softmax, check_top_k
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "check_completeness_gap",
     "check_lrp_epsilon",
     "check_total_variation",
+    "check_gradient_ascent",
     "check_fgsm_step",
     "check_targeted_attack",
     "check_gram_matrix",

@@ -1,5 +1,5 @@
-"""Graders for notebooks 06 (maximisation) and 08 (style transfer): total variation, the
-Gram matrix and the style loss."""
+"""Graders for notebooks 06 (maximisation) and 08 (style transfer): total variation, gradient
+ascent, the Gram matrix and the style loss."""
 
 from __future__ import annotations
 
@@ -11,14 +11,20 @@ from torch import Tensor
 
 from vizwidgets._ops import total_variation as _reference_total_variation
 from vizwidgets.checks._harness import (
+    _call,
+    _close,
+    _compare,
     _grade_tensor_function,
     _grader,
     _Help,
     _name,
     _require_callable,
+    _require_tensor,
+    _verdict,
 )
+from vizwidgets.checks._nets import _small_net
 
-__all__ = ["check_total_variation", "check_gram_matrix", "check_style_loss"]
+__all__ = ["check_total_variation", "check_gradient_ascent", "check_gram_matrix", "check_style_loss"]
 
 
 def _batch_shape_hint(what: str) -> Callable[[tuple[Any, ...], tuple[int, ...]], _Help | None]:
@@ -308,3 +314,153 @@ def check_style_loss(style_loss: Callable[[Tensor, Tensor], Tensor]) -> None:
         _batch_shape_hint("loss"),
     )
     print(f"Correct! {_name(style_loss)} is Gatys et al.'s style loss.")
+
+
+def _ascent_objective(seed: int) -> Callable[[Tensor], Tensor]:
+    """A fixed smooth objective of images ``(N, 3, H, W)`` -> ``(N,)``: one logit of a small
+    fixed network, so that its gradient changes from step to step."""
+    net = _small_net(seed)
+    return lambda images: net(images)[:, 1]
+
+
+def _reference_ascent(
+    objective: Callable[[Tensor], Tensor],
+    x: Tensor,
+    steps: int,
+    lr: float,
+    *,
+    direction: float = 1.0,
+    normalise: str = "image",
+    clamp: bool = True,
+    fresh: bool = True,
+) -> Tensor:
+    """Normalised gradient ascent as the exercise says; the keywords give the classic mistakes
+    (descent, the raw gradient or one scale for the batch, no clamp, a stale gradient)."""
+    current = x.detach().clone()
+    first = None
+    for _ in range(steps):
+        xg = (current if fresh else x).detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(objective(xg).sum(), xg)
+        first = grad if first is None else first
+        grad = grad if fresh else first
+        if normalise == "image":
+            grad = grad / (grad.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)
+        elif normalise == "batch":
+            grad = grad / (grad.abs().mean() + 1e-8)
+        current = current + direction * lr * grad
+        if clamp:
+            current = current.clamp(0.0, 1.0)
+    return current.detach()
+
+
+@_grader
+def check_gradient_ascent(gradient_ascent: Callable[..., Tensor]) -> None:
+    """Grade ``gradient_ascent(objective, x, steps, lr)``: ``steps`` times, the gradient ``g``
+    of ``objective(x).sum()`` at the current images, ``x + lr * g / (mean |g| per image +
+    1e-8)``, clamped to [0, 1]; returns the images, detached."""
+    _require_callable(gradient_ascent, "gradient_ascent", "check_gradient_ascent(gradient_ascent)")
+    name = _name(gradient_ascent)
+    generator = torch.Generator().manual_seed(13)
+    cases = [
+        (
+            "one 6x6 image, 5 steps of lr 0.05",
+            _ascent_objective(0),
+            torch.rand(1, 3, 6, 6, generator=generator, dtype=torch.float64) * 0.5 + 0.25,
+            5,
+            0.05,
+        ),
+        (
+            "2 images of different contrast, pixels near 0 and 1, 3 steps of lr 0.1",
+            _ascent_objective(1),
+            torch.cat(
+                [
+                    torch.rand(1, 3, 5, 5, generator=generator, dtype=torch.float64).round(),
+                    torch.rand(1, 3, 5, 5, generator=generator, dtype=torch.float64) * 0.1 + 0.45,
+                ]
+            ),
+            3,
+            0.1,
+        ),
+    ]
+    more = (
+        "per step: xg = x_cur.detach().requires_grad_(True); g = torch.autograd.grad("
+        "objective(xg).sum(), xg)[0]; x_cur = (x_cur + lr * g / (g.abs().mean(dim=(1, 2, 3), "
+        "keepdim=True) + 1e-8)).clamp(0, 1)"
+    )
+    for case, objective, x, steps, lr in cases:
+        expected = _reference_ascent(objective, x, steps, lr)
+        result = _call(gradient_ascent, case, objective, x, steps, lr, what="the images x")
+        result = _require_tensor(result, "the images", gradient_ascent, case)
+        if tuple(result.shape) != tuple(x.shape):
+            raise _verdict(
+                f"On {case}, {name} returned shape {tuple(result.shape)}; the images have the "
+                f"shape of x, {tuple(x.shape)}.",
+                _Help("return the whole batch of images", "do not index, sum or squeeze it"),
+            )
+        if result.requires_grad:
+            raise _verdict(
+                f"On {case}, {name} returned images still attached to the autograd graph.",
+                _Help(
+                    "return the images detached: `x_cur.detach()`, or update them inside "
+                    "`with torch.no_grad():`",
+                    "each step's image is a new starting point; attached, every step's graph "
+                    "stays in memory and the next gradient flows back through all of them",
+                ),
+            )
+        if _close(result, expected):
+            continue
+        mistakes = [
+            (
+                _reference_ascent(objective, x, steps, lr, direction=-1.0),
+                _Help(
+                    "the objective went down: this is gradient descent. Maximisation adds the "
+                    "gradient, x + lr * g",
+                    "the gradient points where the objective grows fastest; follow it",
+                ),
+            ),
+            (
+                _reference_ascent(objective, x, steps, lr, normalise="none"),
+                _Help(
+                    "the raw gradient was used: divide it by its mean absolute value per image "
+                    "(plus 1e-8), so every step has the same size whatever the gradient's scale",
+                    "g / (g.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)",
+                ),
+            ),
+            (
+                _reference_ascent(objective, x, steps, lr, normalise="batch"),
+                _Help(
+                    "the gradient was scaled by one number for the whole batch: each image gets "
+                    "its own mean absolute value",
+                    "g.abs().mean(dim=(1, 2, 3), keepdim=True) has shape (N, 1, 1, 1)",
+                ),
+            ),
+            (
+                _reference_ascent(objective, x, steps, lr, clamp=False),
+                _Help(
+                    "clamp to [0, 1] after every step: it must stay an image",
+                    "x_cur = (x_cur + ...).clamp(0, 1)",
+                ),
+            ),
+            (
+                _reference_ascent(objective, x, steps, lr, fresh=False),
+                _Help(
+                    "the gradient is taken once, at the starting image: take it again at the "
+                    "current image in every step",
+                    "compute objective(xg) inside the loop, on a copy of the current image",
+                ),
+            ),
+            (
+                _reference_ascent(objective, x, 1, lr),
+                _Help("only one step was taken: loop `steps` times", "for _ in range(steps): ..."),
+            ),
+        ]
+        help = next(
+            (h for ref, h in mistakes if _close(result, ref)),
+            _Help(
+                "per step: the gradient of objective(x).sum() at the current images, divided by "
+                "its mean absolute value per image plus 1e-8, times lr, added; then clamp",
+                more,
+            ),
+        )
+        raise _verdict(f"On {case}, {name} gave wrong images.", help, _compare(result, expected))
+    print(f"Correct! {name} climbs the objective with normalised gradient steps and stays in [0, 1].")
