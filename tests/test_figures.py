@@ -80,3 +80,29 @@ def test_colorbar_for_an_overlay_and_for_an_image() -> None:
     with pytest.raises(ValueError, match="vmin"):
         colorbar(left, vmin=1, vmax=1)
     plt.close(fig)
+
+
+# --- 04 integrated gradients -------------------------------------------------------------------
+
+
+def test_04_integrand_spikes_near_the_black_baseline_and_quadrature_converges_slowly(loaded, cat_input) -> None:
+    """The path integrand g(alpha) as notebook 04 computes it: a spike in the first tenth of
+    the path, and a trapezoid sum over 64 steps still more than 5 % off F(x) - F(x')."""
+    from vizwidgets.attribution import IntegratedGradients, gradient
+
+    x, cat = cat_input
+    base = IntegratedGradients(loaded).make_baseline(x, "black")
+    alphas = torch.linspace(0, 1, 65)
+    rates = torch.cat([
+        (gradient(loaded, base + chunk.view(-1, 1, 1, 1) * (x - base), cat) * (x - base)).sum(dim=(1, 2, 3))
+        for chunk in alphas.split(8)
+    ])
+    with torch.no_grad():
+        change = (loaded.model(x) - loaded.model(base))[0, cat].item()
+    assert alphas[int(rates.argmax())] < 0.1
+    assert rates.max() > 10 * rates[alphas > 0.3].abs().max()
+    gaps = {
+        steps: torch.trapezoid(rates[:: 64 // steps], alphas[:: 64 // steps]).item() - change
+        for steps in (4, 8, 16, 32, 64)
+    }
+    assert abs(gaps[64]) > 0.05 * abs(change), gaps
