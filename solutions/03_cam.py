@@ -15,6 +15,8 @@
 #   combine them with guided backpropagation (guided Grad-CAM).
 
 # %%
+import itertools
+
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.patches import Rectangle
@@ -25,7 +27,7 @@ from vizwidgets.data import make_scene
 from vizwidgets.features import activations
 from vizwidgets.metrics import pointing_game
 from vizwidgets.models import load_model
-from vizwidgets.viz import normalize, overlay
+from vizwidgets.viz import colorbar, normalize, overlay
 from vizwidgets.widgets import Explorer
 
 loaded = load_model()
@@ -121,12 +123,14 @@ print("CAM / 49 vs yours:", (torch.relu(class_activation_map(A, W, cat)) / 49 - 
 print("vizwidgets vs yours:", (grad_cam(loaded, x, cat, upsample=False)[:, 0] - mine).abs().max().item())
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+fig, axes = plt.subplots(1, 3, figsize=(14, 4))
 axes[0].imshow(picture)
 axes[0].set_title("the image")
-axes[1].imshow(grad_cam(loaded, x, cat, upsample=False)[0, 0], cmap="jet")
+shown = axes[1].imshow(grad_cam(loaded, x, cat, upsample=False)[0, 0], cmap="jet")
+colorbar(axes[1], mappable=shown, label="Grad-CAM value")
 axes[1].set_title("Grad-CAM at head, 7 x 7")
 axes[2].imshow(overlay(picture, normalize(grad_cam(loaded, x, cat), scaling="max")[0]))
+colorbar(axes[2], "jet", label="Grad-CAM / its maximum")
 axes[2].set_title("upsampled, over the image")
 for ax in axes:
     ax.axis("off")
@@ -135,26 +139,84 @@ plt.show()
 # %% [markdown]
 # ## The family
 #
-# The variants change only the weights of the feature maps:
+# The variants keep the form $\mathrm{ReLU}\big(\sum_k w_k A_k\big)$ (Layer-CAM: one weight per
+# position) and change only the weights. Write $G_{kij} = \partial S_c / \partial A_{kij}$ for
+# the gradient of the class logit.
 #
-# - **Grad-CAM++** (Chattopadhyay et al. 2018) weights positive gradients per position, which
-#   helps when a class appears several times;
-# - **XGrad-CAM** (Fu et al. 2020) weights each gradient by the share of the activation there;
-# - **Layer-CAM** (Jiang et al. 2021) keeps one weight per position, $\mathrm{ReLU}(G) A$,
-#   and so works on early layers too;
-# - **Score-CAM** (Wang et al. 2020) uses no gradient at all: each map, used as a mask on the
-#   image, is weighted by the class probability of the masked image. Over all 1280 maps that
-#   is 1280 forward passes (about 17 s here); `fast_score_cam` scores only the 32 most active.
+# - **Grad-CAM++** (Chattopadhay et al. 2018) weights the positive gradients of each position,
+#   which helps when a class appears several times:
+#
+#   $$w_k = \sum_{ij} \alpha_{kij}\, \mathrm{ReLU}(G_{kij}), \qquad
+#   \alpha_{kij} = \frac{G_{kij}^2}{2\, G_{kij}^2 + \sum_{ab} A_{kab}\, G_{kij}^3} .$$
+#
+#   (The paper's $\alpha$ uses second and third derivatives of $Y_c = \exp(S_c)$; with that
+#   exponential they are powers of the first, which gives this closed form.)
+# - **XGrad-CAM** (Fu et al. 2020) weights each gradient by the share of the feature map's
+#   activation at that position:
+#
+#   $$w_k = \sum_{ij} \frac{A_{kij}}{\sum_{ab} A_{kab}}\, G_{kij} .$$
+#
+# - **Layer-CAM** (Jiang et al. 2021) keeps one weight per position, so it works on early
+#   layers too:
+#
+#   $$M_{ij} = \mathrm{ReLU}\Big(\sum_k \mathrm{ReLU}(G_{kij})\, A_{kij}\Big) .$$
+#
+# - **Score-CAM** (Wang et al. 2020) uses no gradient. Each feature map, upsampled to the
+#   image and scaled to $[0, 1]$, $H_k = \frac{A_k - \min A_k}{\max A_k - \min A_k}$, is used
+#   as a mask; its weight is how much the class probability $f_c$ of the masked image exceeds
+#   that of a baseline image $x_b$:
+#
+#   $$w_k = f_c(x \odot H_k) - f_c(x_b) .$$
+#
+#   The baseline term is the same for every $k$ and the package leaves it out. Over all 1280
+#   maps that is 1280 forward passes (about 17 s here); `fast_score_cam` scores only the 32 most
+#   active maps.
+#
+# Below, the six maps at `head`, and the five that apply there at `blocks.10` (CAM needs the
+# layer just before the pooling). Each row's title gives the mean **correlation** between
+# the row's maps, over all pairs.
 
 # %%
 methods = ["cam", "grad_cam", "grad_cam_pp", "xgrad_cam", "layer_cam", "fast_score_cam"]
-fig, axes = plt.subplots(1, len(methods), figsize=(3 * len(methods), 3.4))
-for ax, method in zip(axes, methods):
-    result = attribute(loaded, x, cat, method)
-    ax.imshow(overlay(picture, normalize(result, sign="positive", scaling="max")[0]))
-    ax.set_title(method, fontsize=10)
-    ax.axis("off")
+fig, axes = plt.subplots(2, len(methods), figsize=(3 * len(methods), 6.6))
+for row, layer in enumerate(["head", "blocks.10"]):
+    raw = {}
+    for method in methods:
+        if method == "cam" and layer != "head":
+            continue
+        raw[method] = attribute(loaded, x, cat, method, layer, upsample=False)[0, 0]
+    pairs = [torch.corrcoef(torch.stack([raw[a].flatten(), raw[b].flatten()]))[0, 1]
+             for a, b in itertools.combinations(raw, 2)]
+    mean = torch.stack(pairs).mean()
+    for ax in axes[row]:
+        ax.axis("off")
+    for ax, (method, result) in zip(axes[row][len(methods) - len(raw):], raw.items()):
+        ax.imshow(overlay(picture, normalize(result, sign="positive", scaling="max")[0]))
+        ax.set_title(f"{method} at {layer}", fontsize=10)
+    axes[row][0].set_title(f"{layer}: correlation {mean:.2f}\n{axes[row][0].get_title()}", fontsize=10)
+    print(f"{layer}: mean correlation of the maps {mean:.2f}, lowest {min(pairs):.2f}")
+colorbar(axes[:, -1], "jet", label="map / its maximum")
 plt.show()
+
+# %% [markdown]
+# At `head` the six maps are the same picture (every pair correlates above 0.97), and the
+# reason is the network's ending: global average pooling, then one linear layer. There the
+# gradient does not depend on the position, $G_{kij} = W_{ck} / 49$, so:
+#
+# - Grad-CAM's weights are $W_{ck}/49$: CAM divided by 49;
+# - XGrad-CAM's are $\sum_{ij} \frac{A_{kij}}{\sum_{ab} A_{kab}} \frac{W_{ck}}{49} = W_{ck}/49$
+#   too (the shares sum to 1): the same map again;
+# - Layer-CAM's $\mathrm{ReLU}(G_{kij}) A_{kij}$ is CAM with the negative weights set to 0, and
+#   Grad-CAM++'s $\alpha_{kij} = 1 / (2 + \sum_{ab} A_{kab}\, G_k)$ is one number per channel:
+#   both keep the channels that vote for the cat, reweighted a little;
+# - Score-CAM's weights come from forward passes, but the channels whose masks raise the
+#   cat's probability are mostly those with large $W_{ck}$.
+#
+# So at the last layer, with one class and 7 x 7 maps, the variants are (nearly) one method.
+# They differ where the gradient varies over positions: at `blocks.10` the five maps disagree
+# (mean correlation near 0.1), and none of them covers the cat's face as the `head` maps do.
+# A mid-level layer's channels are generic parts, and which weighting "explains the cat" there
+# is exactly what the variants argue about.
 
 # %% [markdown]
 # ## Which layer?
@@ -172,6 +234,7 @@ for column, layer in enumerate(layers):
         axes[row, column].imshow(overlay(picture, normalize(result, sign="positive", scaling="max")[0]))
         axes[row, column].set_title(f"{method} at {layer}", fontsize=10)
         axes[row, column].axis("off")
+colorbar(axes[:, -1], "jet", label="map / its maximum")
 plt.show()
 
 # %% [markdown]
@@ -185,7 +248,7 @@ plt.show()
 scene = make_scene(["chelsea", "chicky_512"])
 xs = loaded.inputs(scene.image)
 boxes = scene.boxes_at(224, 224)
-fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+fig, axes = plt.subplots(1, 2, figsize=(11, 5))
 for ax, box in zip(axes, boxes):
     result = grad_cam(loaded, xs, box.target)
     hit = bool(pointing_game(result, [box])[0])
@@ -193,24 +256,51 @@ for ax, box in zip(axes, boxes):
     ax.add_patch(Rectangle((box.left, box.top), box.width, box.height, fill=False, color="white", linewidth=2))
     ax.set_title(f"Grad-CAM for {loaded.classes[box.target]}: {'hit' if hit else 'miss'}")
     ax.axis("off")
+colorbar(axes[-1], "jet", label="Grad-CAM / its maximum")
 plt.show()
 
 # %% [markdown]
 # ## Guided Grad-CAM
 #
 # Grad-CAM is class-discriminative but coarse; guided backpropagation is sharp but, as
-# notebook 02 showed, hardly class-discriminative. Selvaraju et al. multiply them: the sharp
-# detail, only where the class evidence is. Our implementation differentiates one forward
-# pass twice (to the layer with the ordinary gradient, to the input with the guided rule).
+# notebook 02 showed, hardly class-discriminative. Selvaraju et al. multiply them, pixel by
+# pixel and channel by channel: the guided gradient, kept only where the class evidence is.
+# Our implementation differentiates one forward pass twice (to the layer with the ordinary
+# gradient, to the input with the guided rule).
+#
+# Like the paper, we show these gradients **as images**: each colour channel's value, divided
+# by the 99th percentile of $|\text{value}|$ and clipped, moves that channel from mid-grey
+# (0) towards bright (positive) or dark (negative). Grey means nothing; coloured edges are
+# where the map has something to say. (A grey-scale magnitude of the same numbers looks like
+# a speckled blob: the edges are in the *signs* and colours.)
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 5))
-for ax, box in zip(axes, boxes):
-    result = attribute(loaded, xs, box.target, "guided_grad_cam")
-    ax.imshow(normalize(result, sign="positive", scaling="percentile", reduce="max_abs")[0], cmap="gray")
-    ax.set_title(f"guided Grad-CAM for {loaded.classes[box.target]}")
-    ax.axis("off")
+def as_image(result):
+    """(1, 3, H, W) signed map -> (H, W, 3) in [0, 1]: 0 is mid-grey, the 99th percentile of |value| is 0 or 1."""
+    top = result.abs().flatten().quantile(0.99).clamp(min=1e-12)
+    return (0.5 + 0.5 * (result[0] / top).clamp(-1, 1)).permute(1, 2, 0).numpy()
+
+
+fig, axes = plt.subplots(2, 3, figsize=(12, 8.4))
+for row, box in zip(axes, boxes):
+    name = loaded.classes[box.target]
+    row[0].imshow(as_image(attribute(loaded, xs, box.target, "guided_backprop")))
+    row[0].set_title(f"guided backprop, {name}", fontsize=10)
+    row[1].imshow(overlay(loaded.preprocess.inverse(xs[0]), normalize(grad_cam(loaded, xs, box.target), scaling="max")[0]))
+    row[1].set_title(f"Grad-CAM, {name}", fontsize=10)
+    row[2].imshow(as_image(attribute(loaded, xs, box.target, "guided_grad_cam")))
+    row[2].set_title(f"guided Grad-CAM, {name}", fontsize=10)
+    for ax in row:
+        ax.axis("off")
+colorbar(axes[:, 1], "jet", label="Grad-CAM / its maximum")
 plt.show()
+
+# %% [markdown]
+# Guided backpropagation draws the edges of both animals whichever class we ask for. Guided
+# Grad-CAM keeps the edges inside the class's Grad-CAM blob: the cat's eye and nose for
+# "Egyptian cat", the dog's face for "Pekinese", and grey (nothing) over the other animal. It is sharper than
+# Grad-CAM, but its detail is guided backpropagation's, with the same caveat: the detail says
+# where the image has edges, not what the network used (notebook 02's randomisation test).
 
 # %% [markdown]
 # ## Explore
@@ -223,6 +313,36 @@ explorer = Explorer(loaded, method="grad_cam")
 explorer.widget
 
 # %% [markdown]
+# ## Self-check: predict, then run
+#
+# 1. CAM for the cat, and CAM for "plastic bag", on the photo of the cat alone: their
+#    classifier weights differ, but the feature maps $A$ are the same. Will the two maps be
+#    similar?
+# 2. At `head`, how many of the 49 positions does Grad-CAM's final ReLU set to 0 for the cat?
+#
+# <details><summary>Answers</summary>
+#
+# 1. Very similar (a correlation of about 0.9). On a photo of one cat, the strongly active
+#    feature maps are all on the cat, and any class's weights mostly rescale them: the map
+#    says where the network's features fire, whatever the class. Class-discriminative maps
+#    need a picture where the classes are in different places, as in the cat-and-dog picture
+#    above.
+# 2. None. The features at `head` come out of a ReLU6, so $A \geq 0$, and the cat's weights on
+#    the active channels are mostly positive: $\sum_k W_{ck} A_{kij} > 0$ everywhere. The
+#    ReLU matters for other classes and other layers, where negative evidence appears.
+#
+# </details>
+
+# %%
+bag = loaded.classes.index("plastic bag")
+for_cat, for_bag = (attribute(loaded, x, c, "cam", upsample=False, relu=False)[0, 0] for c in (cat, bag))
+print("1. correlation of CAM(cat) and CAM(plastic bag):",
+      round(torch.corrcoef(torch.stack([for_cat.flatten(), for_bag.flatten()]))[0, 1].item(), 2))
+signed = for_cat / 49  # Grad-CAM at head before its ReLU
+print("2. positions the ReLU sets to 0:", int((signed < 0).sum()), "of 49; the maximum stays at",
+      divmod(int(signed.argmax()), 7))
+
+# %% [markdown]
 # ## Recap
 #
 # - **CAM**: the classifier's weights for class $c$ applied to the last feature maps; it
@@ -231,4 +351,23 @@ explorer.widget
 #   layer of such a network it is CAM divided by $hw$.
 # - The variants differ in the weights; Score-CAM needs one forward pass per map.
 # - The maps are coarse but **class-discriminative**: on the cat-and-dog picture they point
-#   at the right animal; guided Grad-CAM adds detail.
+#   at the right animal; guided Grad-CAM adds the edges of the class's own object.
+
+# %% [markdown]
+# ## References
+#
+# - Zhou, Khosla, Lapedriza, Oliva & Torralba 2016, "Learning Deep Features for
+#   Discriminative Localization" (CAM): <https://arxiv.org/abs/1512.04150>
+# - Selvaraju, Cogswell, Das, Vedantam, Parikh & Batra 2017, "Grad-CAM: Visual Explanations
+#   from Deep Networks via Gradient-based Localization": <https://arxiv.org/abs/1610.02391>
+# - Chattopadhay, Sarkar, Howlader & Balasubramanian 2018, "Grad-CAM++: Generalized
+#   Gradient-based Visual Explanations for Deep Convolutional Networks":
+#   <https://arxiv.org/abs/1710.11063>
+# - Fu, Hu, Dong, Xu & Wang 2020, "Axiom-based Grad-CAM: Towards Accurate Visualization and
+#   Explanation of CNNs" (XGrad-CAM): <https://arxiv.org/abs/2008.02312>
+# - Jiang, Zhang, Hou, Cheng & Wei 2021, "LayerCAM: Exploring Hierarchical Class Activation
+#   Maps for Localization": <https://doi.org/10.1109/TIP.2021.3089943>
+# - Wang, Wang, Du, Yang, Zhang, Ding, Mardziel & Hu 2020, "Score-CAM: Score-Weighted Visual
+#   Explanations for Convolutional Neural Networks": <https://arxiv.org/abs/1910.01279>
+# - Zhang, Bargal, Lin, Brandt, Shen & Sclaroff 2016, "Top-down Neural Attention by Excitation
+#   Backprop" (the pointing game): <https://arxiv.org/abs/1608.00507>

@@ -106,3 +106,40 @@ def test_04_integrand_spikes_near_the_black_baseline_and_quadrature_converges_sl
         for steps in (4, 8, 16, 32, 64)
     }
     assert abs(gaps[64]) > 0.05 * abs(change), gaps
+
+
+# --- 03 the CAM family ----------------------------------------------------------------------------
+
+
+def _pairwise(maps: dict[str, torch.Tensor]) -> list[float]:
+    return [_agreement(a, b) for a, b in itertools.combinations(maps.values(), 2)]
+
+
+def test_03_cam_variants_agree_at_head_and_disagree_at_blocks_10(loaded, cat_input) -> None:
+    """As notebook 03 says: one picture at the last layer, different pictures at blocks.10."""
+    x, cat = cat_input
+    methods = ["grad_cam", "grad_cam_pp", "xgrad_cam", "layer_cam", "fast_score_cam"]
+    at_head = {m: attribute(loaded, x, cat, m, "head", upsample=False)[0, 0] for m in ["cam", *methods]}
+    at_middle = {m: attribute(loaded, x, cat, m, "blocks.10", upsample=False)[0, 0] for m in methods}
+    assert min(_pairwise(at_head)) > 0.95
+    # the closed forms: at head the gradient is W_ck / 49 everywhere
+    assert _agreement(at_head["cam"], at_head["grad_cam"]) > 0.999
+    assert _agreement(at_head["grad_cam"], at_head["xgrad_cam"]) > 0.999
+    middle = _pairwise(at_middle)
+    assert sum(middle) / len(middle) < 0.5
+
+
+def test_03_guided_grad_cam_keeps_the_edges_of_the_asked_class(loaded) -> None:
+    """Guided backprop's picture covers both animals; guided Grad-CAM's mostly the asked one."""
+    from vizwidgets.data import make_scene
+
+    scene = make_scene(["chelsea", "chicky_512"])
+    xs = loaded.inputs(scene.image)
+    for box in scene.boxes_at(224, 224):
+        def share_inside(method: str) -> float:
+            energy = attribute(loaded, xs, box.target, method)[0].abs().sum(dim=0)
+            return (energy[box.top:box.bottom, box.left:box.right].sum() / energy.sum()).item()
+
+        guided, combined = share_inside("guided_backprop"), share_inside("guided_grad_cam")
+        assert combined > 0.8, (loaded.classes[box.target], combined)
+        assert combined > guided + 0.2, (loaded.classes[box.target], guided, combined)
