@@ -15,14 +15,17 @@
 #   Maps"; Nie, Zhang & Patel 2018).
 
 # %%
+import warnings
+
 import matplotlib.pyplot as plt
 import torch
+from torch import nn
 
 from vizwidgets.attribution import deconvnet, gradient, guided_backprop
 from vizwidgets.checks import check_guided_relu_function, check_rectifier_rules
 from vizwidgets.metrics import randomization_check, spearman
 from vizwidgets.models import load_model
-from vizwidgets.viz import normalize
+from vizwidgets.viz import colorbar, normalize
 
 loaded = load_model()
 x = loaded.preprocess("chelsea")
@@ -113,12 +116,13 @@ maps = {
     "deconvnet": deconvnet(loaded, x, cat),
     "guided backpropagation": guided_backprop(loaded, x, cat),
 }
-fig, axes = plt.subplots(1, 4, figsize=(15, 4))
+fig, axes = plt.subplots(1, 4, figsize=(16, 4))
 axes[0].imshow(picture)
 axes[0].set_title("the image")
 for ax, (name, result) in zip(axes[1:], maps.items()):
-    ax.imshow(normalize(result, sign="absolute", scaling="percentile", reduce="max_abs")[0], cmap="gray")
+    shown = ax.imshow(normalize(result, sign="absolute", scaling="percentile", reduce="max_abs")[0], cmap="gray", vmin=0, vmax=1)
     ax.set_title(name)
+colorbar(axes[-1], mappable=shown, label="max |value| / 99th percentile")
 for ax in axes:
     ax.axis("off")
 plt.show()
@@ -171,7 +175,37 @@ plt.show()
 # and the lower layers, which is why it looks like an edge detector: sharp, but a poor answer
 # to "why did *this network* say *cat*?". Keep this in mind whenever a method's maps look
 # beautiful: notebook 09 turns such checks into numbers.
+
+# %% [markdown]
+# ## Self-check: predict, then run
 #
+# A tiny network: two inputs pass unchanged into a ReLU, and the score is
+# $S = 3 h_1 - 4 h_2$. At $x = (-1, 2)$ the ReLU receives $(-1, 2)$ and, going back, the
+# signal $g = (3, -4)$. What does each rule send back to $x$: the gradient, the deconvnet,
+# guided backpropagation?
+#
+# <details><summary>Answer</summary>
+#
+# - gradient: $g \cdot [x > 0] = (0, -4)$: the first unit was off;
+# - deconvnet: $\max(g, 0) = (3, 0)$: it ignores that the first unit was off, and drops the
+#   negative signal;
+# - guided backpropagation: both masks, $(0, 0)$: the only active unit speaks *against* the
+#   score, so nothing is left. Guided maps never show negative evidence.
+#
+# </details>
+
+# %%
+tiny = nn.Sequential(nn.Flatten(), nn.Linear(2, 2, bias=False), nn.ReLU(), nn.Linear(2, 1, bias=False))
+with torch.no_grad():
+    tiny[1].weight.copy_(torch.eye(2))
+    tiny[3].weight.copy_(torch.tensor([[3.0, -4.0]]))
+point = torch.tensor([-1.0, 2.0]).view(1, 2, 1, 1)
+with warnings.catch_warnings():  # the package warns when a map is all zero
+    warnings.simplefilter("ignore")
+    for name, method in [("gradient", gradient), ("deconvnet", deconvnet), ("guided", guided_backprop)]:
+        print(f"{name:10}", method(tiny, point, 0).flatten().tolist())
+
+# %% [markdown]
 # ## Recap
 #
 # - The gradient, the deconvnet and guided backpropagation differ **only** in how rectifiers
@@ -182,3 +216,15 @@ plt.show()
 #   **independent of the top layers**: it fails the sanity check that the gradient passes.
 # - Next, notebook 03: the CAM family, coarse but class-discriminative; guided Grad-CAM
 #   multiplies the two.
+
+# %% [markdown]
+# ## References
+#
+# - Zeiler & Fergus 2014, "Visualizing and Understanding Convolutional Networks" (the
+#   deconvnet): <https://arxiv.org/abs/1311.2901>
+# - Springenberg, Dosovitskiy, Brox & Riedmiller 2015, "Striving for Simplicity: The All
+#   Convolutional Net" (guided backpropagation): <https://arxiv.org/abs/1412.6806>
+# - Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim 2018, "Sanity Checks for Saliency Maps":
+#   <https://arxiv.org/abs/1810.03292>
+# - Nie, Zhang & Patel 2018, "A Theoretical Explanation for Perplexing Behaviors of
+#   Backpropagation-based Visualizations": <https://arxiv.org/abs/1805.07039>

@@ -20,7 +20,7 @@ from vizwidgets.attribution import LRP, gradient_x_input, lrp
 from vizwidgets.attribution.lrp import COMPOSITES
 from vizwidgets.checks import check_lrp_epsilon
 from vizwidgets.models import load_model
-from vizwidgets.viz import normalize
+from vizwidgets.viz import colorbar, normalize
 
 loaded = load_model()
 x = loaded.preprocess("chelsea")
@@ -80,6 +80,37 @@ print("relevance sums:  ", out.relevance.sum(dim=(1, 2, 3)))
 print("max |LRP-0 - gradient x input|:", (out.relevance - gradient_x_input(net, inputs, [0, 2])).abs().max().item())
 
 # %% [markdown]
+# ## The other rules
+#
+# Same layer, same notation: input $j$ contributes $a_j w_{kj}$ to output $k$, and the sums
+# over $j$ include the bias as an input $a_0 = 1$, $w_{k0} = b_k$ (Montavon et al. 2019 write
+# this $\sum_{0,j}$). Write $w^+ = \max(w, 0)$, $w^- = \min(w, 0)$, and likewise
+# $(\cdot)^+$, $(\cdot)^-$ for contributions.
+#
+# **LRP-gamma** adds $\gamma$ times the positive weights, so that positive contributions
+# count more than negative ones ($\gamma = 0$ is LRP-0; as $\gamma \to \infty$ only positive
+# contributions are left):
+#
+# $$R_j = \sum_k \frac{a_j \big(w_{kj} + \gamma\, w_{kj}^+\big)}{\sum_{0,j'} a_{j'} \big(w_{kj'} + \gamma\, w_{kj'}^+\big)}\, R_k .$$
+#
+# **LRP-alpha-beta** (Bach et al. 2015) shares the positive and the negative contributions
+# separately, and weights them $\alpha$ and $\beta$ with $\alpha - \beta = 1$, so that
+# relevance is still conserved:
+#
+# $$R_j = \sum_k \left( \alpha\, \frac{(a_j w_{kj})^+}{\sum_{0,j'} (a_{j'} w_{kj'})^+}
+# - \beta\, \frac{(a_j w_{kj})^-}{\sum_{0,j'} (a_{j'} w_{kj'})^-} \right) R_k .$$
+#
+# With $\alpha = 1, \beta = 0$ (**alpha1-beta0**) only positive contributions receive
+# relevance: on ReLU activations ($a \geq 0$) it is LRP-gamma with $\gamma \to \infty$.
+#
+# **$z^B$** is for the first layer, whose inputs are pixels, not ReLU outputs: they can be
+# negative, and lie in a box $l_j \leq x_j \leq h_j$ (the lowest and highest value each
+# preprocessed pixel can take). The rule (Montavon et al. 2017, deep Taylor decomposition)
+# shares relevance by the contribution measured from the corner of the box that makes the
+# output smallest:
+#
+# $$R_j = \sum_k \frac{x_j w_{kj} - l_j w_{kj}^+ - h_j w_{kj}^-}{\sum_{j'} \big(x_{j'} w_{kj'} - l_{j'} w_{kj'}^+ - h_{j'} w_{kj'}^-\big)}\, R_k .$$
+#
 # ## Composites on the cat
 #
 # On a real network no single rule works everywhere. The default **composite** uses $z^B$ on
@@ -94,12 +125,13 @@ for name, description in COMPOSITES.items():
 
 # %%
 names = ["default", "epsilon", "gamma", "alpha1beta0"]
-fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4.2))
+fig, axes = plt.subplots(1, len(names), figsize=(4.3 * len(names), 4.2))
 for ax, name in zip(axes, names):
     relevance = lrp(loaded, x, cat, composite=name)
-    ax.imshow(normalize(relevance, sign="all", scaling="percentile")[0], cmap="bwr", vmin=-1, vmax=1)
+    shown = ax.imshow(normalize(relevance, sign="all", scaling="percentile")[0], cmap="bwr", vmin=-1, vmax=1)
     ax.set_title(f"{name}\nsum {relevance.sum().item():.3g}", fontsize=10)
     ax.axis("off")
+colorbar(axes[-1], mappable=shown, label="relevance / 99th percentile of |relevance|")
 plt.show()
 
 # %% [markdown]
@@ -111,7 +143,31 @@ plt.show()
 # epsilon stabilisers absorb most of it. LRP's maps say *where* the evidence is; on networks
 # with biases their total is not the score. (`docs/lrp.md` in the repository traces where
 # the relevance goes.)
+
+# %% [markdown]
+# ## Self-check: predict, then run
 #
+# On the small bias-free ReLU network above, what does the input relevance sum to with
+# (1) the **gamma** composite and (2) the **epsilon** composite? (Both use $z^B$ on the first
+# layer; the network's inputs are in $[0, 1]$, so that is the box.)
+#
+# <details><summary>Answers</summary>
+#
+# 1. Still the logits: in every rule above (without biases) the denominator is the sum of
+#    the numerators over $j$, so each layer passes on exactly what it received. $\gamma$ and
+#    $z^B$ change how the relevance is shared, not how much of it there is.
+# 2. Less than the logits (in absolute value): the stabiliser $\epsilon\,\mathrm{sign}(z_k)$
+#    in the denominator keeps a part of every $R_k$ from going down. That absorbed relevance
+#    is the price of less noisy maps.
+#
+# </details>
+
+# %%
+for name in ("gamma", "epsilon"):
+    check = LRP(net).explain(inputs, [0, 2], composite=name, low=0.0, high=1.0)
+    print(f"{name:12} logits {check.scores.tolist()}, relevance sums {check.relevance.sum(dim=(1, 2, 3)).tolist()}")
+
+# %% [markdown]
 # ## Recap
 #
 # - LRP shares each neuron's relevance among its inputs in proportion to their
@@ -120,3 +176,14 @@ plt.show()
 #   networks.
 # - **Composites** assign rules by layer; the result is a signed map, for and against the
 #   class.
+
+# %% [markdown]
+# ## References
+#
+# - Bach, Binder, Montavon, Klauschen, Müller & Samek 2015, "On Pixel-Wise Explanations for
+#   Non-Linear Classifier Decisions by Layer-Wise Relevance Propagation":
+#   <https://doi.org/10.1371/journal.pone.0130140>
+# - Montavon, Binder, Lapuschkin, Samek & Müller 2019, "Layer-Wise Relevance Propagation: An
+#   Overview", in *Explainable AI* (LNCS 11700): <https://doi.org/10.1007/978-3-030-28954-6_10>
+# - Montavon, Lapuschkin, Binder, Samek & Müller 2017, "Explaining nonlinear classification
+#   decisions with deep Taylor decomposition" ($z^B$): <https://doi.org/10.1016/j.patcog.2016.11.008>
