@@ -143,3 +143,17 @@ def test_03_guided_grad_cam_keeps_the_edges_of_the_asked_class(loaded) -> None:
         guided, combined = share_inside("guided_backprop"), share_inside("guided_grad_cam")
         assert combined > 0.8, (loaded.classes[box.target], combined)
         assert combined > guided + 0.2, (loaded.classes[box.target], guided, combined)
+
+
+# --- 06 maximisation ------------------------------------------------------------------------------
+
+
+def test_06_head_channel_stops_at_relu6s_ceiling_and_its_input_does_not(loaded) -> None:
+    """Notebook 06 maximises head.bn because head's ReLU6 caps a channel's mean at 6."""
+    from vizwidgets.synthesis import Channel, maximize
+
+    capped = maximize(loaded, Channel("head", 7), steps=64, size=160, progress=False)
+    free = maximize(loaded, Channel("head.bn", 7), steps=64, size=160, progress=False)
+    assert capped.final_value == pytest.approx(6.0, abs=0.01)
+    assert min(capped.trace[-20:]) > 5.8  # at the cap (each step's value is on a transformed image)
+    assert free.final_value > 12.0
