@@ -24,7 +24,7 @@ from vizwidgets.attribution import grad_cam
 from vizwidgets.checks import check_fgsm_step, check_targeted_attack
 from vizwidgets.models import load_model
 from vizwidgets.synthesis import fool, fooling_image, pixel_model, to_pixels
-from vizwidgets.viz import normalize, overlay
+from vizwidgets.viz import colorbar, normalize, overlay
 from vizwidgets.widgets import FoolingWidget
 
 loaded = load_model()
@@ -133,7 +133,7 @@ axes[0].set_title("original: Egyptian cat")
 axes[1].imshow(attack.images[0].permute(1, 2, 0))
 axes[1].set_title(f"{loaded.classes[attack.predicted.item()]} ({attack.confidence[0][-1]:.0%})")
 axes[2].imshow((attack.perturbation[0].permute(1, 2, 0) * 255 / 16 + 0.5).clamp(0, 1))
-axes[2].set_title("the change, x16")
+axes[2].set_title("the change, x16 (grey: none)")
 axes[3].plot(attack.confidence[0], marker="o")
 axes[3].set_xlabel("step")
 axes[3].set_ylabel("goldfinch probability")
@@ -151,13 +151,14 @@ plt.show()
 
 # %%
 fooled_input = pm.normalize(attack.images)
-fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+fig, axes = plt.subplots(1, 2, figsize=(9, 4))
 for ax, (title, image, target) in zip(axes, [("original, Egyptian cat", pm.normalize(attack.originals), 285),
                                               ("fooled, goldfinch", fooled_input, goldfinch)]):
     result = grad_cam(loaded, image, target)
     ax.imshow(overlay(loaded.preprocess.inverse(image[0]), normalize(result, scaling="max")[0]))
     ax.set_title(f"Grad-CAM: {title}")
     ax.axis("off")
+colorbar(axes[-1], "jet", label="Grad-CAM / its maximum")
 plt.show()
 
 # %% [markdown]
@@ -196,3 +197,15 @@ widget.widget
 # - The perturbation is spread over the whole image and invisible; explanations of the
 #   fooled image follow the network, not what we see.
 # - Networks give high confidence to **noise** that resembles nothing.
+
+# %% [markdown]
+# ## References
+#
+# - Goodfellow, Shlens & Szegedy 2015, "Explaining and Harnessing Adversarial Examples"
+#   (FGSM): <https://arxiv.org/abs/1412.6572>
+# - Szegedy, Zaremba, Sutskever, Bruna, Erhan, Goodfellow & Fergus 2014, "Intriguing
+#   properties of neural networks": <https://arxiv.org/abs/1312.6199>
+# - Madry, Makelov, Schmidt, Tsipras & Vladu 2018, "Towards Deep Learning Models Resistant to
+#   Adversarial Attacks": <https://arxiv.org/abs/1706.06083>
+# - Nguyen, Yosinski & Clune 2015, "Deep Neural Networks are Easily Fooled: High Confidence
+#   Predictions for Unrecognizable Images": <https://arxiv.org/abs/1412.1897>
