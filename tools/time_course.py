@@ -1,7 +1,8 @@
 """Time every course notebook as a learner would run it, and fail when one is too slow.
 
-Each notebook runs in a fresh Jupyter kernel of this Python (``nbclient``, offline, the Agg
-backend, working directory ``course/``), from kernel start to the last cell, in two versions:
+Each notebook runs in a fresh Jupyter kernel of this Python (``nbclient``, the Agg backend,
+working directory ``course/``), timed from the kernel's start to the end of its last cell
+(what a learner waits for; stopping the kernel afterwards is not counted), in two versions:
 
 ``solution``
     the complete notebook generated from ``solutions/NN_topic.py`` (written to a folder, as
@@ -73,14 +74,27 @@ def _build_course() -> ModuleType:
     return module
 
 
+def _timestamp(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def _cell_seconds(cell: nbformat.NotebookNode) -> float | None:
     """The seconds a cell ran, from the timestamps nbclient records in its metadata."""
     timing = cell.get("metadata", {}).get("execution", {})
     start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
     if not start or not end:
         return None
-    parse = dt.datetime.fromisoformat
-    return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds()
+    return (_timestamp(end) - _timestamp(start)).total_seconds()
+
+
+def _last_reply(notebook: nbformat.NotebookNode) -> dt.datetime | None:
+    """When the kernel answered the last executed cell (nbclient's recorded timestamps)."""
+    replies = [
+        _timestamp(cell.metadata["execution"]["shell.execute_reply"])
+        for cell in notebook.cells
+        if cell.cell_type == "code" and cell.get("metadata", {}).get("execution", {}).get("shell.execute_reply")
+    ]
+    return max(replies, default=None)
 
 
 def _first_line(source: str) -> str:
@@ -114,15 +128,18 @@ def time_notebook(path: Path, version: str, timeout: float = 600.0) -> Run:
         record_timing=True,
     )
     error = None
+    started = dt.datetime.now(dt.timezone.utc)
     start = time.perf_counter()
     try:
         client.execute(cwd=str(COURSE_DIR), env=env, cleanup_kc=True)
     except Exception as exc:  # a failed cell or a timeout: report it, time what ran
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
     finally:
+        ended = time.perf_counter()  # the kernel's shutdown is not the learner's wait
         if manager.has_kernel:
             run_sync(manager.shutdown_kernel)(now=True)
-    seconds = time.perf_counter() - start
+    last = _last_reply(notebook)
+    seconds = (last - started).total_seconds() if last is not None else ended - start
     cells = []
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type == "code":
