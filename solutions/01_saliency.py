@@ -199,11 +199,14 @@ axes[0].imshow(picture)
 axes[0].set_title("the image")
 for ax, samples in zip(axes[1:], (1, 8, 32)):
     runs = [
-        normalize(smoothgrad(loaded, x, target, samples=samples, noise=0.2, seed=seed), scaling="percentile", reduce="abs_sum")[0]
+        normalize(
+            smoothgrad(loaded, x, target, samples=samples, noise=0.2, seed=seed), scaling="percentile", reduce="abs_sum"
+        )[0]
         for seed in (0, 1)
     ]
     shown = ax.imshow(runs[0], cmap="inferno", vmin=0, vmax=1)
-    ax.set_title(f"SmoothGrad, {samples} sample{'s' if samples > 1 else ''}\nagreement of two runs {agreement(*runs):.2f}")
+    plural = "s" if samples > 1 else ""
+    ax.set_title(f"SmoothGrad, {samples} sample{plural}\nagreement of two runs {agreement(*runs):.2f}")
 colorbar(axes[-1], mappable=shown, label="sum |gradient| / 99th percentile")
 for ax in axes:
     ax.axis("off")
@@ -212,7 +215,8 @@ plt.show()
 # %% [markdown]
 # One noisy sample is speckle with a hint of the head; two runs of it barely agree (about
 # 0.15). With 8 samples the face comes out of the background, and with 32 the eyes and the
-# outline of the face are clearer and two runs agree more than twice as well (about 0.4). The noise of an average falls like $1/\sqrt{n}$, so each further gain costs four
+# outline of the face are clearer and two runs agree more than twice as well (about 0.4).
+# The noise of an average falls like $1/\sqrt{n}$, so each further gain costs four
 # times the samples. We used a noise level of 0.2, at the top of the paper's range: with much
 # less, the noisy copies stay in nearly the same linear region and their gradients hardly
 # differ; with much more, the copies stop looking like the cat.

@@ -120,7 +120,9 @@ fig, axes = plt.subplots(1, 4, figsize=(16, 4))
 axes[0].imshow(picture)
 axes[0].set_title("the image")
 for ax, (name, result) in zip(axes[1:], maps.items()):
-    shown = ax.imshow(normalize(result, sign="absolute", scaling="percentile", reduce="max_abs")[0], cmap="gray", vmin=0, vmax=1)
+    shown = ax.imshow(
+        normalize(result, sign="absolute", scaling="percentile", reduce="max_abs")[0], cmap="gray", vmin=0, vmax=1
+    )
     ax.set_title(name)
 colorbar(axes[-1], mappable=shown, label="max |value| / 99th percentile")
 for ax in axes:

@@ -286,7 +286,8 @@ for row, box in zip(axes, boxes):
     name = loaded.classes[box.target]
     row[0].imshow(as_image(attribute(loaded, xs, box.target, "guided_backprop")))
     row[0].set_title(f"guided backprop, {name}", fontsize=10)
-    row[1].imshow(overlay(loaded.preprocess.inverse(xs[0]), normalize(grad_cam(loaded, xs, box.target), scaling="max")[0]))
+    heat = normalize(grad_cam(loaded, xs, box.target), scaling="max")[0]
+    row[1].imshow(overlay(loaded.preprocess.inverse(xs[0]), heat))
     row[1].set_title(f"Grad-CAM, {name}", fontsize=10)
     row[2].imshow(as_image(attribute(loaded, xs, box.target, "guided_grad_cam")))
     row[2].set_title(f"guided Grad-CAM, {name}", fontsize=10)

@@ -120,7 +120,8 @@ for column, baseline in enumerate(["black", "blurred", "uniform"]):
     axes[0, column].imshow(loaded.preprocess.inverse(base[0]))
     axes[0, column].set_title(f"baseline: {baseline}")
     shown = axes[1, column].imshow(
-        normalize(attributions, sign="absolute", scaling="percentile", reduce="abs_sum")[0], cmap="inferno", vmin=0, vmax=1
+        normalize(attributions, sign="absolute", scaling="percentile", reduce="abs_sum")[0],
+        cmap="inferno", vmin=0, vmax=1,
     )
     colorbar(axes[1, column], mappable=shown, label="sum |IG| / 99th percentile")
     with torch.no_grad():
@@ -162,7 +163,8 @@ print(f"F(x) - F(x') = {change:.2f}")
 for steps in (4, 8, 16, 32, 64):
     every = 64 // steps
     total = torch.trapezoid(rates[::every], alphas[::every]).item()
-    print(f"{steps:3} steps: sum of attributions {total:6.2f}, gap {total - change:+.2f} ({abs(total - change) / abs(change):.0%})")
+    gap = total - change
+    print(f"{steps:3} steps: sum of attributions {total:6.2f}, gap {gap:+.2f} ({abs(gap) / abs(change):.0%})")
 fig, ax = plt.subplots(figsize=(8, 3.5))
 ax.plot(alphas, rates, marker=".")
 ax.set_xlabel("alpha: from the black baseline (0) to the image (1)")
@@ -217,7 +219,8 @@ print("1. largest |IG| with the image as its own baseline:", same.abs().max().it
 dark = x.clone()
 black = method.make_baseline(x, "black")
 dark[:, :, 100:120, 100:120] = black[:, :, 100:120, 100:120]  # a black square on the cat
-print("2. largest |IG| inside a black square:", method.attribute(dark, cat, steps=4)[:, :, 100:120, 100:120].abs().max().item())
+inside = method.attribute(dark, cat, steps=4)[:, :, 100:120, 100:120]
+print("2. largest |IG| inside a black square:", inside.abs().max().item())
 
 # %% [markdown]
 # ## Recap

@@ -91,7 +91,8 @@ print("max |LRP-0 - gradient x input|:", (out.relevance - gradient_x_input(net, 
 # count more than negative ones ($\gamma = 0$ is LRP-0; as $\gamma \to \infty$ only positive
 # contributions are left):
 #
-# $$R_j = \sum_k \frac{a_j \big(w_{kj} + \gamma\, w_{kj}^+\big)}{\sum_{0,j'} a_{j'} \big(w_{kj'} + \gamma\, w_{kj'}^+\big)}\, R_k .$$
+# $$R_j = \sum_k \frac{a_j \big(w_{kj} + \gamma\, w_{kj}^+\big)}
+# {\sum_{0,j'} a_{j'} \big(w_{kj'} + \gamma\, w_{kj'}^+\big)}\, R_k .$$
 #
 # **LRP-alpha-beta** (Bach et al. 2015) shares the positive and the negative contributions
 # separately, and weights them $\alpha$ and $\beta$ with $\alpha - \beta = 1$, so that
@@ -109,7 +110,8 @@ print("max |LRP-0 - gradient x input|:", (out.relevance - gradient_x_input(net, 
 # shares relevance by the contribution measured from the corner of the box that makes the
 # output smallest:
 #
-# $$R_j = \sum_k \frac{x_j w_{kj} - l_j w_{kj}^+ - h_j w_{kj}^-}{\sum_{j'} \big(x_{j'} w_{kj'} - l_{j'} w_{kj'}^+ - h_{j'} w_{kj'}^-\big)}\, R_k .$$
+# $$R_j = \sum_k \frac{x_j w_{kj} - l_j w_{kj}^+ - h_j w_{kj}^-}
+# {\sum_{j'} \big(x_{j'} w_{kj'} - l_{j'} w_{kj'}^+ - h_{j'} w_{kj'}^-\big)}\, R_k .$$
 #
 # ## Composites on the cat
 #

@@ -211,7 +211,8 @@ browser.widget
 
 # %%
 capped = maximize(loaded, Channel("head", 7), steps=64, size=160, progress=False)
-print("head channel 7 every 8 steps:", [round(value, 2) for value in capped.trace[::8]], "final", round(capped.final_value, 2))
+every_eighth = [round(value, 2) for value in capped.trace[::8]]
+print("head channel 7 every 8 steps:", every_eighth, "final", round(capped.final_value, 2))
 
 # %% [markdown]
 # ## Recap

@@ -19,7 +19,8 @@ import torch
 from vizwidgets.checks import check_gram_matrix, check_style_loss
 from vizwidgets.features import activations
 from vizwidgets.models import load_model
-from vizwidgets.synthesis import STYLE_PRESETS, gram_matrix as package_gram_matrix, pixel_model, style_transfer, to_pixels
+from vizwidgets.synthesis import STYLE_PRESETS, pixel_model, style_transfer, to_pixels
+from vizwidgets.synthesis import gram_matrix as package_gram_matrix
 from vizwidgets.widgets import StyleTransferWidget
 
 loaded = load_model()
@@ -158,8 +159,10 @@ n, c, h, w = features.shape
 shuffle = torch.randperm(h * w, generator=torch.Generator().manual_seed(0))
 scrambled = features.reshape(n, c, h * w)[:, :, shuffle].reshape(n, c, h, w)
 gram, gram_scrambled = package_gram_matrix(features), package_gram_matrix(scrambled)
-print("1. largest change of the Gram matrix, relative:", ((gram - gram_scrambled).abs().max() / gram.abs().max()).item())
-print(f"2. content loss {((features - scrambled) ** 2).mean():.3f}; the features' own mean square {(features ** 2).mean():.3f}")
+relative = ((gram - gram_scrambled).abs().max() / gram.abs().max()).item()
+print("1. largest change of the Gram matrix, relative:", relative)
+content_loss, mean_square = ((features - scrambled) ** 2).mean(), (features**2).mean()
+print(f"2. content loss {content_loss:.3f}; the features' own mean square {mean_square:.3f}")
 
 # %% [markdown]
 # ## Recap

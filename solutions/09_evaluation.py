@@ -174,7 +174,8 @@ scene = make_scene(["chelsea", "chicky_512"])
 options = {"integrated_gradients": {"steps": 16}}
 for method in ["gradient", "guided_backprop", "grad_cam", "integrated_gradients"]:
     rows = localisation(loaded, scene, method, **options.get(method, {}))
-    print(f"{method:22}", "  ".join(f"{r['label']}: {'hit ' if r['hit'] else 'miss'} energy {r['energy']:.2f}" for r in rows))
+    cells = [f"{r['label']}: {'hit ' if r['hit'] else 'miss'} energy {r['energy']:.2f}" for r in rows]
+    print(f"{method:22}", "  ".join(cells))
 
 # %% [markdown]
 # ## Comparing methods side by side

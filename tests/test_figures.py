@@ -135,12 +135,12 @@ def test_03_guided_grad_cam_keeps_the_edges_of_the_asked_class(loaded) -> None:
 
     scene = make_scene(["chelsea", "chicky_512"])
     xs = loaded.inputs(scene.image)
-    for box in scene.boxes_at(224, 224):
-        def share_inside(method: str) -> float:
-            energy = attribute(loaded, xs, box.target, method)[0].abs().sum(dim=0)
-            return (energy[box.top:box.bottom, box.left:box.right].sum() / energy.sum()).item()
+    def share_inside(method: str, box) -> float:
+        energy = attribute(loaded, xs, box.target, method)[0].abs().sum(dim=0)
+        return (energy[box.top:box.bottom, box.left:box.right].sum() / energy.sum()).item()
 
-        guided, combined = share_inside("guided_backprop"), share_inside("guided_grad_cam")
+    for box in scene.boxes_at(224, 224):
+        guided, combined = share_inside("guided_backprop", box), share_inside("guided_grad_cam", box)
         assert combined > 0.8, (loaded.classes[box.target], combined)
         assert combined > guided + 0.2, (loaded.classes[box.target], guided, combined)
 
