@@ -116,7 +116,8 @@ climbed = gradient_ascent(lambda images: pm(images)[:, goldfinch_class], start, 
 with torch.no_grad():
     before_logit, after_logit = pm(start)[0, goldfinch_class].item(), pm(climbed)[0, goldfinch_class].item()
 fig, axes = plt.subplots(1, 2, figsize=(6, 3.2))
-for ax, image, title in zip(axes, [start, climbed], [f"start: logit {before_logit:.1f}", f"16 steps: logit {after_logit:.1f}"]):
+titles = [f"start: logit {before_logit:.1f}", f"16 steps: logit {after_logit:.1f}"]
+for ax, image, title in zip(axes, [start, climbed], titles):
     ax.imshow(image[0].permute(1, 2, 0))
     ax.set_title(title, fontsize=10)
     ax.axis("off")
