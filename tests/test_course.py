@@ -18,7 +18,6 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import nbformat
 import pytest
@@ -45,20 +44,12 @@ from vizwidgets.checks import (
     check_total_variation,
 )
 
+from _tools import load_tool
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load_build_course() -> ModuleType:
-    path = ROOT / "tools" / "build_course.py"
-    spec = importlib.util.spec_from_file_location("build_course", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("build_course", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-build_course = _load_build_course()
+build_course = load_tool("build_course")
 SCRIPTS = build_course.solution_scripts()
 SCRIPT_IDS = [script.stem for script in SCRIPTS]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import importlib.util
 import io
 import os
 import struct
@@ -32,6 +31,8 @@ from vizwidgets.data import (
     sample_image_path,
     sample_images,
 )
+
+from _tools import load_tool
 
 if TYPE_CHECKING:
     from vizwidgets.models import LoadedModel
@@ -164,12 +165,7 @@ def test_import_does_not_import_torch() -> None:
 
 
 def test_bundle_script_downscales_and_drops_alpha(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "bundle_images", REPO_ROOT / "tools" / "bundle_images.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool("bundle_images")
     source = tmp_path / "wide.png"
     Image.new("RGBA", (1000, 500), (10, 200, 30, 255)).save(source)
     written = module.bundle_one(source, tmp_path)

@@ -13,6 +13,8 @@ import pytest
 import tomllib
 import yaml
 
+from _tools import load_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -41,16 +43,8 @@ def test_ruff_and_mypy_pass(command: tuple[str, ...]) -> None:
     )
 
 
-def _lock_tool():
-    spec = importlib.util.spec_from_file_location("lock", ROOT / "tools" / "lock.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_lock_binder_environment_and_pyproject_agree() -> None:
-    assert _lock_tool().disagreements(ROOT) == []
+    assert load_tool("lock").disagreements(ROOT) == []
 
 
 @pytest.mark.parametrize(("path", "old", "new", "words"), [
@@ -74,7 +68,7 @@ def test_the_agreement_check_fails_when_one_file_changes(tmp_path: Path, path: s
     text = (tmp_path / path).read_text()
     assert old in text
     (tmp_path / path).write_text(text.replace(old, new, 1))
-    problems = _lock_tool().disagreements(tmp_path)
+    problems = load_tool("lock").disagreements(tmp_path)
     assert any(words in p for p in problems), problems
 
 
@@ -121,7 +115,7 @@ def test_binder_postbuild_stops_at_the_first_error(tmp_path: Path) -> None:
 
 
 def test_conda_environment_lists_every_pyproject_dependency() -> None:
-    conda_names = {pypi: conda for conda, pypi in _lock_tool().FROM_CONDA.items()}  # where they differ
+    conda_names = {pypi: conda for conda, pypi in load_tool("lock").FROM_CONDA.items()}  # where they differ
     project = _pyproject()["project"]
     wanted = [*project["dependencies"]]
     for extra in project["optional-dependencies"].values():

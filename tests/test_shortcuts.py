@@ -9,11 +9,8 @@ a fresh run gives.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -31,17 +28,9 @@ from vizwidgets.models.radiograph_net import (
     train_radiograph_net,
 )
 
+from _tools import load_tool
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load_tool() -> ModuleType:
-    path = ROOT / "tools" / "shortcut_table.py"
-    spec = importlib.util.spec_from_file_location("shortcut_table", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("shortcut_table", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,7 +185,7 @@ def test_relevance_mass_table_scores_methods_per_region() -> None:
 
 @pytest.fixture(scope="module")
 def outcomes():
-    return _load_tool().run(0)
+    return load_tool("shortcut_table").run(0)
 
 
 @pytest.mark.slow

@@ -558,3 +558,31 @@ def _diagnose(result: Tensor, mistakes: list[tuple[Tensor, _Help]], default: _He
     """The help of the first known mistake whose result ``result`` matches, else ``default``."""
     return next((h for ref, h in mistakes if _matches(result, ref)), default)
 
+
+def _require_images(
+    value: object, x: Tensor, what: str, fn: Callable[..., Any], case: str, variable: str
+) -> Tensor:
+    """``value`` as images of ``x``'s shape, detached from the autograd graph, or the verdict
+    that says which it is not. ``what`` names the images ("the attacked images") and
+    ``variable`` the learner's variable in the hint (``x_adv``), for the loops that update an
+    image step after step."""
+    result = _require_tensor(value, what, fn, case)
+    name = _name(fn)
+    if tuple(result.shape) != tuple(x.shape):
+        raise _verdict(
+            f"On {case}, {name} returned shape {tuple(result.shape)}; {what} have the shape of "
+            f"x, {tuple(x.shape)}.",
+            _Help(f"return the whole batch of {what.removeprefix('the ')}", "do not index, sum or squeeze it"),
+        )
+    if result.requires_grad:
+        raise _verdict(
+            f"On {case}, {name} returned images still attached to the autograd graph.",
+            _Help(
+                f"return {what} detached: `{variable}.detach()`, or update them inside "
+                "`with torch.no_grad():`",
+                "each step's image is a new starting point, not part of a computation to "
+                "differentiate; attached, every step's graph stays in memory and the next "
+                "gradient flows back through all of them",
+            ),
+        )
+    return result

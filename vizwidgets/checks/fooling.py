@@ -17,6 +17,7 @@ from vizwidgets.checks._harness import (
     _judge,
     _name,
     _require_callable,
+    _require_images,
     _require_tensor,
     _verdict,
     _Wrong,
@@ -265,23 +266,7 @@ def check_targeted_attack(targeted_attack: Callable[..., Tensor]) -> None:
         args = (model, x, target, epsilon, step, steps)
         expected = _reference_attack(*args)
         result = _call(targeted_attack, case, *args, what="the images x")
-        result = _require_tensor(result, "the attacked images", targeted_attack, case)
-        if tuple(result.shape) != tuple(x.shape):
-            raise _verdict(
-                f"On {case}, {name} returned shape {tuple(result.shape)}; the attacked images "
-                f"have the shape of x, {tuple(x.shape)}.",
-                _Help("return the whole batch of attacked images", "do not index, sum or squeeze it"),
-            )
-        if result.requires_grad:
-            raise _verdict(
-                f"On {case}, {name} returned images still attached to the autograd graph.",
-                _Help(
-                    "return the attacked images detached: `x_adv.detach()`, or update them "
-                    "inside `with torch.no_grad():`",
-                    "each step's image is a new starting point, not part of a computation to "
-                    "differentiate; attached, every step's graph stays in memory",
-                ),
-            )
+        result = _require_images(result, x, "the attacked images", targeted_attack, case, "x_adv")
         if _close(result, expected):
             continue
         hints = [

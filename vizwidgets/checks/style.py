@@ -19,7 +19,7 @@ from vizwidgets.checks._harness import (
     _Help,
     _name,
     _require_callable,
-    _require_tensor,
+    _require_images,
     _verdict,
 )
 from vizwidgets.checks._nets import _small_net
@@ -390,23 +390,7 @@ def check_gradient_ascent(gradient_ascent: Callable[..., Tensor]) -> None:
     for case, objective, x, steps, lr in cases:
         expected = _reference_ascent(objective, x, steps, lr)
         result = _call(gradient_ascent, case, objective, x, steps, lr, what="the images x")
-        result = _require_tensor(result, "the images", gradient_ascent, case)
-        if tuple(result.shape) != tuple(x.shape):
-            raise _verdict(
-                f"On {case}, {name} returned shape {tuple(result.shape)}; the images have the "
-                f"shape of x, {tuple(x.shape)}.",
-                _Help("return the whole batch of images", "do not index, sum or squeeze it"),
-            )
-        if result.requires_grad:
-            raise _verdict(
-                f"On {case}, {name} returned images still attached to the autograd graph.",
-                _Help(
-                    "return the images detached: `x_cur.detach()`, or update them inside "
-                    "`with torch.no_grad():`",
-                    "each step's image is a new starting point; attached, every step's graph "
-                    "stays in memory and the next gradient flows back through all of them",
-                ),
-            )
+        result = _require_images(result, x, "the images", gradient_ascent, case, "x_cur")
         if _close(result, expected):
             continue
         mistakes = [
