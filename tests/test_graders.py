@@ -25,9 +25,8 @@ from vizwidgets.checks import (
     check_completeness_gap,
     check_curve_area,
     check_fgsm_step,
-    check_gradient_ascent,
-    check_targeted_attack,
     check_grad_cam,
+    check_gradient_ascent,
     check_gram_matrix,
     check_guided_relu_function,
     check_input_gradient,
@@ -39,6 +38,7 @@ from vizwidgets.checks import (
     check_smoothgrad,
     check_softmax,
     check_style_loss,
+    check_targeted_attack,
     check_top_k,
     check_total_variation,
 )
