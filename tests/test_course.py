@@ -840,7 +840,7 @@ def test_course_tests_pass_after_a_learner_ran_every_notebook(tmp_path: Path) ->
     for part in ("tools", "solutions", "course"):
         shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "tests").mkdir()
-    for name in ("conftest.py", "test_course.py"):
+    for name in ("conftest.py", "test_course.py", "_tools.py"):
         shutil.copy2(ROOT / "tests" / name, copy / "tests" / name)
     shutil.copy2(ROOT / "pyproject.toml", copy / "pyproject.toml")
 
