@@ -11,16 +11,21 @@ from contextlib import contextmanager
 from difflib import get_close_matches
 from typing import Any
 
+import torch
 from torch import Tensor, nn
+from torch.nn import Parameter
 from torch.utils.hooks import RemovableHandle
 
 __all__ = [
+    "submodules",
+    "parameters_of",
     "get_module",
     "forward_hooks",
     "capture_outputs",
     "eval_mode",
     "frozen_parameters",
     "swap_modules",
+    "channels_last_inputs",
     "output_shape",
 ]
 
@@ -86,16 +91,54 @@ def capture_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str
         yield outputs
 
 
+def submodules(model: nn.Module) -> list[nn.Module]:
+    """Every module of ``model``, itself first, each once: ``list(model.modules())``, faster.
+
+    ``model.modules()`` builds every module's dotted name on the way; this walk follows
+    ``_modules`` breadth-first without names, about twice as fast (0.1 ms against 0.2 ms for
+    EfficientNet-Lite0's 217 modules), which matters for calls that walk the model each time.
+    """
+    seen = {id(model)}
+    found = [model]
+    index = 0
+    while index < len(found):
+        for child in found[index]._modules.values():
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                found.append(child)
+        index += 1
+    return found
+
+
+def parameters_of(modules: Sequence[nn.Module]) -> list[Parameter]:
+    """The parameters of ``modules`` (from :func:`submodules`), each once."""
+    seen: set[int] = set()
+    found = []
+    for module in modules:
+        for parameter in module._parameters.values():
+            if parameter is not None and id(parameter) not in seen:
+                seen.add(id(parameter))
+                found.append(parameter)
+    return found
+
+
 @contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode, then restore each one's own ``training`` flag."""
-    flags = {module: module.training for module in model.modules()}
+def eval_mode(model: nn.Module, modules: Sequence[nn.Module] | None = None) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode, then restore each one's own ``training`` flag.
+
+    ``modules``: ``submodules(model)`` when the caller has it already. A model that is in eval
+    mode throughout (the usual case for a model being explained) is not touched at all.
+    """
+    modules = submodules(model) if modules is None else modules
+    flags = [module.training for module in modules]
     try:
-        model.eval()
+        if any(flags):
+            model.eval()
         yield model
     finally:
-        for module, training in flags.items():
-            module.training = training
+        for module, training in zip(modules, flags):
+            if module.training != training:  # reading is cheap; nn.Module's setattr is not
+                module.training = training
 
 
 def output_shape(output: Any) -> tuple[int, ...] | None:
@@ -106,20 +149,23 @@ def output_shape(output: Any) -> tuple[int, ...] | None:
 
 
 @contextmanager
-def frozen_parameters(model: nn.Module) -> Iterator[None]:
+def frozen_parameters(model: nn.Module, modules: Sequence[nn.Module] | None = None) -> Iterator[None]:
     """Set ``requires_grad=False`` on every parameter, then restore each one's own flag.
 
     Methods differentiate with respect to the input or a layer's output only; letting the
     weights keep ``requires_grad`` would make every backward pass compute their gradients too.
+    ``modules``: ``submodules(model)`` when the caller has it already. Only the parameters that
+    require gradients are touched.
     """
-    flags = [(p, p.requires_grad) for p in model.parameters()]
+    modules = submodules(model) if modules is None else modules
+    flipped = [parameter for parameter in parameters_of(modules) if parameter.requires_grad]
     try:
-        for parameter, _ in flags:
+        for parameter in flipped:
             parameter.requires_grad_(False)
         yield
     finally:
-        for parameter, flag in flags:
-            parameter.requires_grad_(flag)
+        for parameter in flipped:
+            parameter.requires_grad_(True)
 
 
 @contextmanager
@@ -156,3 +202,31 @@ def swap_modules(model: nn.Module, replacements: Mapping[str, nn.Module]) -> Ite
     finally:
         for parent, attribute, old in reversed(swapped):
             parent._modules[attribute] = old
+
+
+def _to_channels_last(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    if args and isinstance(args[0], Tensor) and args[0].dim() == 4:
+        return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+    return None
+
+
+@contextmanager
+def channels_last_inputs(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """During the block, ``model`` receives its 4-D input in channels-last memory layout.
+
+    The values are the same; only their order in memory changes (``(N, H, W, C)``), and
+    oneDNN's CPU convolutions, and with them the backward passes, run faster on it for some
+    models: EfficientNet-Lite0's forward+backward took 0.81x the time at 224 x 224 on 2
+    threads, ResNet-18's 1.4x (slower), which is why a model opts in
+    (:attr:`~vizwidgets.models.ModelAdapter.channels_last`). The conversion is one copy of the
+    input per pass; gradients flow through it unchanged. With ``enabled=False`` nothing is
+    registered.
+    """
+    if not enabled:
+        yield
+        return
+    handle = model.register_forward_pre_hook(_to_channels_last)
+    try:
+        yield
+    finally:
+        handle.remove()

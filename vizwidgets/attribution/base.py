@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vizwidgets._hooks import eval_mode, frozen_parameters, get_module
+from vizwidgets._hooks import channels_last_inputs, eval_mode, frozen_parameters, get_module, submodules
 from vizwidgets.attribution.options import INT_LIMIT, Option
 from vizwidgets.attribution.validation import (
     AttributionWarning,
@@ -98,8 +98,9 @@ def prepared(model: nn.Module) -> Iterator[None]:
             yield
         return
     with ExitStack() as stack:
-        stack.enter_context(eval_mode(model))
-        stack.enter_context(frozen_parameters(model))
+        modules = submodules(model)  # one walk for both
+        stack.enter_context(eval_mode(model, modules))
+        stack.enter_context(frozen_parameters(model, modules))
         stack.enter_context(torch.enable_grad())
         _PREPARED.add(id(model))
         stack.callback(_PREPARED.discard, id(model))
@@ -148,6 +149,10 @@ class Attribution:
     options: ClassVar[tuple[Option, ...]] = ()
     #: What to try when the map comes out all zero (shown in the warning).
     zero_hint: ClassVar[str] = ""
+    #: Whether the method's passes may run on channels-last inputs when the model asks for it
+    #: (:attr:`~vizwidgets.models.ModelAdapter.channels_last`): a method measured slower
+    #: that way says False.
+    supports_channels_last: ClassVar[bool] = True
 
     def __init__(self, model: Any, layer: str | None = None) -> None:
         self.adapter: ModelAdapter = adapt(model)
@@ -191,8 +196,11 @@ class Attribution:
         finite comes with an :class:`AttributionWarning`.
         """
         x, target_indices, checked = self.validate(inputs, target, options)
-        with prepared(self.model):
+        fast_layout = self.adapter.channels_last and self.supports_channels_last
+        with prepared(self.model), channels_last_inputs(self.model, fast_layout):
             result = self._attribute(x, target_indices, **checked)
+        if not result.is_contiguous():  # gradients come back in the layout the passes used
+            result = result.contiguous()
         return check_result(result, self.name, self.zero_hint, stacklevel=self._stacklevel())
 
     def validate(

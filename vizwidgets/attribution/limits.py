@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vizwidgets._hooks import forward_hooks
+from vizwidgets._hooks import forward_hooks, submodules
 
 __all__ = [
     "ModelProfile",
@@ -117,7 +117,7 @@ def _signature(model: nn.Module) -> tuple[Any, ...]:
     """What invalidates a cached profile: the parameters' device and dtype, the module count."""
     parameter = next(model.parameters(), None)
     where = (parameter.device, parameter.dtype) if parameter is not None else (None, None)
-    return (*where, sum(1 for _ in model.modules()))
+    return (*where, len(submodules(model)))
 
 
 def model_profile(model: nn.Module) -> ModelProfile:

@@ -152,6 +152,10 @@ class ModelAdapter:
     layer_names:
         The curated layers a learner picks from (``LoadedModel.layer_names`` or the module's
         ``learner_layers``), or None.
+    channels_last:
+        Whether the attribution methods feed the module channels-last inputs (the
+        ``LoadedModel``'s flag; False for a bare module). A speed setting only: see
+        :attr:`~vizwidgets.models.LoadedModel.channels_last`.
     """
 
     module: nn.Module
@@ -162,6 +166,7 @@ class ModelAdapter:
     preprocess: Preprocess | None = field(default=None, repr=False)
     default_layer: str | None = None
     layer_names: tuple[str, ...] | None = field(default=None, repr=False)
+    channels_last: bool = False
 
     @property
     def bounds(self) -> PixelBounds | None:
@@ -262,6 +267,7 @@ def adapt(model: Any, *, mean: Any = None, std: Any = None) -> ModelAdapter:
             preprocess=preprocess,
             default_layer=model.default_layer,
             layer_names=model.layer_names or _learner_layers(model.model),
+            channels_last=bool(model.channels_last),
         )
         if checked_mean is None or checked_std is None:
             return adapter
