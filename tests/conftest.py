@@ -1,8 +1,14 @@
-"""Shared fixtures. Every test runs with the network blocked: only loopback connections work."""
+"""Shared fixtures. Every test runs with the network blocked: only loopback connections work.
+
+The whole suite (``pytest`` with no paths) runs on two pytest-xdist workers unless ``-n`` says
+otherwise (``-n 0``: one process); each worker and what it starts (kernels, servers) then uses
+one PyTorch thread, so two workers share two cores without oversubscribing them.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 
 import pytest
@@ -38,7 +44,38 @@ def _blocked_connect_ex(self: socket.socket, address: object) -> int:
     return _real_connect_ex(self, address)
 
 
+#: Workers for a whole-suite run; the machines this project targets have 2 cores.
+SUITE_WORKERS = 2
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Run the whole suite on :data:`SUITE_WORKERS` xdist workers when ``-n`` is not given.
+
+    Only for a run of the whole suite (its paths from ``testpaths``): a run of one file or
+    test stays in one process, without the workers' start-up. ``--dist loadgroup`` keeps the
+    tests of one ``xdist_group`` (the course's notebook runs) in one worker, in order.
+    """
+    if not config.pluginmanager.hasplugin("xdist") or config.getoption("numprocesses", None) is not None:
+        return
+    if hasattr(config, "workerinput") or "PYTEST_XDIST_WORKER" in os.environ:
+        return  # a worker itself
+    if config.args_source == pytest.Config.ArgsSource.TESTPATHS and not config.getoption("collectonly"):
+        # what "-n 2 --dist loadgroup" sets (xdist's own hook may already have run)
+        config.option.numprocesses = SUITE_WORKERS
+        config.option.tx = ["popen"] * SUITE_WORKERS
+        if config.getoption("dist", "no") == "no":
+            config.option.dist = "loadgroup"
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        # one thread per worker, inherited by the kernels and servers it starts
+        os.environ["OMP_NUM_THREADS"] = "1"
+        os.environ["MKL_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
     socket.socket.connect = _blocked_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _blocked_connect_ex  # type: ignore[method-assign]
 

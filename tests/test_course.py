@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -714,22 +715,31 @@ def no_kernel_left():
     assert not left, f"the test left {len(left)} Jupyter kernel(s) running: {sorted(left)}"
 
 
-# Learner notebooks as the learner-run test executed them, for the "a learner used the course"
-# test below (which runs them itself when it runs alone).
-_LEARNER_RUNS: dict[str, nbformat.NotebookNode] = {}
+# The solution notebooks as their test executed them: the outputs a learner who finished the
+# exercises has in their notebooks, saved into the copies the learner run below starts from.
+_SOLUTION_RUNS: dict[str, nbformat.NotebookNode] = {}
 
 
 def _errors(cell: nbformat.NotebookNode) -> list[str]:
     return [o.ename for o in cell.get("outputs", []) if o.output_type == "error"]
 
 
+# Each notebook runs once per form: the solution form here, the learner form under nbval in
+# the learner run (``learner_run``), which both the per-notebook learner test and the "course
+# tests pass" test read. All three share one xdist group, so that they run in one process in
+# this order and the learner run finds the solution runs' outputs.
+_ONE_RUN = pytest.mark.xdist_group("course_runs")
+
+
 @pytest.mark.slow
+@_ONE_RUN
 @pytest.mark.usefixtures("no_kernel_left")
 @pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
 def test_solution_notebook_runs_without_error(script: Path) -> None:
     notebook = build_course.solution_notebook(script)
     assert not any("raises-exception" in c.metadata.get("tags", []) for c in notebook.cells)
     executed = _execute(notebook, cwd=ROOT / "course")
+    _SOLUTION_RUNS[script.stem] = executed
     outputs = "".join(
         o.get("text", "") for c in executed.cells for o in c.get("outputs", [])
     )
@@ -738,21 +748,24 @@ def test_solution_notebook_runs_without_error(script: Path) -> None:
 
 
 @pytest.mark.slow
+@_ONE_RUN
 @pytest.mark.usefixtures("no_kernel_left")
 @pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
-def test_learner_notebook_fails_only_where_exercises_are_unfinished(script: Path) -> None:
+def test_learner_notebook_fails_only_where_exercises_are_unfinished(script: Path, learner_run: LearnerRun) -> None:
     learner = nbformat.read(build_course.learner_path(script), as_version=4)
-    executed = _execute(learner, cwd=ROOT / "course")
-    _LEARNER_RUNS[script.stem] = executed
-    for cell in executed.cells[1:]:
-        errors = _errors(cell)
-        if "raises-exception" in cell.metadata.get("tags", []):
+    code = [cell for cell in learner.cells if cell.cell_type == "code"]
+    ran = learner_run.cells.get(script.stem, [])
+    # nbval ran every code cell of the learner notebook, in order, in one kernel
+    assert [cell["source"] for cell in ran] == [cell.source for cell in code], learner_run.tail
+    for cell in ran:
+        errors, tags = cell["errors"], cell["tags"]
+        if "raises-exception" in tags:
             # an exercise cell defines a function and raises only when it is called
-            assert errors in ([], ["NotImplementedError"]), (cell.source, errors)
-            if "check" in cell.metadata.get("tags", []):
-                assert errors == ["NotImplementedError"], cell.source
+            assert errors in ([], ["NotImplementedError"]), (cell["source"], errors)
+            if "check" in tags:
+                assert errors == ["NotImplementedError"], cell["source"]
         else:
-            assert errors == [], (cell.source, errors)
+            assert errors == [], (cell["source"], errors)
 
 
 # --- (e) what a learner sees when a check fails ---------------------------------------------
@@ -826,16 +839,68 @@ def _saved_by_jupyterlab(executed: nbformat.NotebookNode) -> nbformat.NotebookNo
     return notebook
 
 
-@pytest.mark.slow
-def test_course_tests_pass_after_a_learner_ran_every_notebook(tmp_path: Path) -> None:
-    """Execute and save every learner notebook, then run the course tests (nbval included).
+# Records, in the copy's pytest run, what each notebook cell nbval ran produced: its source,
+# tags and error names (nbval keeps a cell's outputs in ``item.test_outputs``).
+_RECORDER = '''import json, os
+from pathlib import Path
+import pytest
+_CELLS = []
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    yield
+    if call.when == "call" and hasattr(item, "test_outputs") and hasattr(item, "cell"):
+        _CELLS.append({
+            "notebook": Path(str(item.fspath)).stem, "source": item.cell.source,
+            "tags": list(item.cell.metadata.get("tags", [])),
+            "errors": [o["ename"] for o in (item.test_outputs or []) if "ename" in o],
+        })
+def pytest_sessionfinish(session):
+    Path(os.environ["VIZWIDGETS_CELL_RECORD"]).write_text(json.dumps(_CELLS))
+'''
 
-    Runs in a copy of the project, so the real ``course/`` is never touched. This is also
-    where nbval runs the learner notebooks: in the state a learner leaves them.
+
+class LearnerRun:
+    """The course tests run by a learner in a copy of the project (see ``learner_run``)."""
+
+    def __init__(self, returncode: int, output: str, report: Path, cells: list[dict]) -> None:
+        self.returncode = returncode
+        self.tail = output[-4000:]
+        self.report = report
+        self.cells: dict[str, list[dict]] = {}
+        for cell in cells:
+            self.cells.setdefault(cell["notebook"], []).append(cell)
+
+
+def _with_outputs_of(learner: nbformat.NotebookNode, solved: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The learner notebook holding the outputs of the executed solution notebook ``solved``
+    (whose first cell is the network block), cell by cell: what a learner who finished the
+    exercises sees, with their own sources."""
+    notebook = nbformat.from_dict(learner)
+    notebook.cells.insert(0, nbformat.from_dict(solved.cells[0]))
+    assert len(notebook.cells) == len(solved.cells), "learner and solution notebooks differ in cells"
+    for cell, done in zip(notebook.cells, solved.cells):
+        if cell.cell_type == "code":
+            cell.outputs = done.outputs
+            cell.execution_count = done.execution_count
+    return notebook
+
+
+@pytest.fixture(scope="session")
+def learner_run(tmp_path_factory: pytest.TempPathFactory) -> LearnerRun:
+    """A learner's course folder, run by the course's own tests (nbval included).
+
+    Every learner notebook is saved as JupyterLab 4 saves it, holding the outputs a learner
+    has after the course (those of this run's solution notebooks: executed here when they did
+    not run), in a copy of the project, so the real ``course/`` is never touched. Then
+    ``pytest tests/test_course.py course/`` runs there: nbval executes each learner notebook
+    cell by cell, which is the learner form's one run; a small plugin records each cell's
+    errors for ``test_learner_notebook_fails_only_where_exercises_are_unfinished``. The
+    kernels are offline, as in ``_execute`` (an IPython startup file blocks the network).
     """
     import shutil
     import subprocess
 
+    tmp_path = tmp_path_factory.mktemp("learner")
     copy = tmp_path / "project"
     for part in ("tools", "solutions", "course"):
         shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
@@ -843,30 +908,45 @@ def test_course_tests_pass_after_a_learner_ran_every_notebook(tmp_path: Path) ->
     for name in ("conftest.py", "test_course.py", "_tools.py"):
         shutil.copy2(ROOT / "tests" / name, copy / "tests" / name)
     shutil.copy2(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    (copy / "conftest.py").write_text(_RECORDER)
+    startup = tmp_path / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-offline.py").write_text(_BLOCK_NETWORK + "\n")
 
     saved_outputs = 0
     for script in SCRIPTS:
         target = copy / "course" / f"{script.stem}.ipynb"
-        executed = _LEARNER_RUNS.get(script.stem)
-        if executed is None:
-            executed = _execute(nbformat.read(target, as_version=4), cwd=copy / "course")
-        notebook = _saved_by_jupyterlab(executed)
+        solved = _SOLUTION_RUNS.get(script.stem)
+        if solved is None:  # the solution test did not run in this process
+            solved = _execute(build_course.solution_notebook(script), cwd=ROOT / "course")
+        notebook = _saved_by_jupyterlab(_with_outputs_of(nbformat.read(target, as_version=4), solved))
         saved_outputs += sum(len(c.get("outputs", [])) for c in notebook.cells)
         nbformat.write(notebook, target)
     assert saved_outputs > 50  # the copies really hold a learner's run
 
-    env = dict(os.environ, MPLBACKEND="Agg")
+    record = tmp_path / "cells.json"
     report = tmp_path / "report.xml"
+    env = dict(os.environ, MPLBACKEND="Agg", IPYTHONDIR=str(tmp_path / "ipython"), VIZWIDGETS_CELL_RECORD=str(record))
+    env.pop("PYTEST_XDIST_WORKER", None)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-m", "not slow",
          f"--junit-xml={report}", "tests/test_course.py", "course/"],
         cwd=copy, env=env, capture_output=True, text=True, timeout=1800,
     )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    cells = json.loads(record.read_text()) if record.exists() else []
+    return LearnerRun(result.returncode, result.stdout + result.stderr, report, cells)
+
+
+@pytest.mark.slow
+@_ONE_RUN
+def test_course_tests_pass_after_a_learner_ran_every_notebook(learner_run: LearnerRun) -> None:
+    """The course's tests (nbval included) pass in a course folder a learner has used: every
+    notebook executed and saved with its outputs, cell ids and widget state."""
+    assert learner_run.returncode == 0, learner_run.tail
 
     import xml.etree.ElementTree as ET
 
-    cases = ET.parse(report).getroot().iter("testcase")
+    cases = ET.parse(learner_run.report).getroot().iter("testcase")
     ran: dict[str, int] = {}
     for case in cases:
         assert case.find("skipped") is None or "course" not in case.get("classname", "")
