@@ -66,6 +66,39 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         config.option.tx = ["popen"] * SUITE_WORKERS
         if config.getoption("dist", "no") == "no":
             config.option.dist = "loadgroup"
+            # workers parse the command line afresh, which did not say --dist loadgroup, and
+            # leave the group out of their test ids: pytest_collection_modifyitems puts it in
+            os.environ[_GROUPED] = "1"
+
+
+_GROUPED = "VIZWIDGETS_XDIST_LOADGROUP"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a worker of a grouped run, end each grouped test's id with ``@group``, the suffix by
+    which the controller's loadgroup scheduler sends a group's tests to one worker.
+
+    xdist does this itself only where the worker's own command line said ``--dist loadgroup``,
+    and (xdist 3.8) by setting ``item._nodeid``, which pytest 9.2 no longer reads: it keeps the
+    id as a ``NodeId`` in ``item._id``."""
+    grouped = os.environ.get(_GROUPED) == "1" or bool(config.getoption("loadgroup", False))
+    if not hasattr(config, "workerinput") or not grouped:
+        return
+    for item in items:
+        groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                         for mark in item.iter_markers("xdist_group")})
+        if groups and "@" not in item.nodeid:
+            _set_node_id(item, f"{item.nodeid}@{'_'.join(groups)}")
+
+
+def _set_node_id(item: pytest.Item, nodeid: str) -> None:
+    if hasattr(item, "_id"):  # pytest >= 9.2
+        from _pytest.nodeid import coerce_node_id
+
+        item._id = coerce_node_id(nodeid)
+    else:
+        item._nodeid = nodeid
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -7,12 +7,13 @@ callables of ``benchmarks/_peers.py`` (what the attribution benchmark times) or,
 needs other settings than our defaults, called directly. Each test is skipped when its peer is
 not installed.
 
-Errors are ``max |theirs - ours| / max |ours|`` unless said otherwise; the tolerances sit about
-ten times above what was measured on the default model with the chelsea image (figures in the
-comments), so that they fail on a change of definition, not on float noise. The default model
-runs at 224 x 224 where the test is cheap there; occlusion and the VGG16 tests (random weights,
-no download) run at 64 x 64. Every peer call must leave the model as it found it: the
-benchmark alternates our methods and the peers' on one model object.
+Errors are ``max |theirs - ours| / max |ours|`` unless said otherwise. The tolerances sit ten
+times or more above what was measured on the default model with the chelsea image (figures in
+the comments, on 2 threads) and far below what a difference in definition gives, so that they
+fail on a change of definition, not on float noise. The default model runs at 224 x 224 where
+that is cheap (one or two passes); Integrated Gradients, occlusion, Score-CAM, LRP and the
+VGG16 tests (random weights, no download) run at 64 x 64. Every peer call must leave the model
+as it found it: the benchmark alternates our methods and the peers' on one model object.
 """
 
 from __future__ import annotations
@@ -178,23 +179,22 @@ def test_integrated_gradients_equals_captum(lite: Any, small: Tensor, peers: Mod
     """Our defaults (50 Gauss-Legendre steps, black baseline, passes of 5 path points) against
     captum with the same, in passes of 5 (``internal_batch_size=5``) and in one pass of 50.
 
-    The sums agree to float precision, and so do the values where nothing else differs, but
-    the path crosses ReLU6 kinks, where a rounding difference in one path point (ours runs on
+    The path crosses ReLU6 kinks, where a rounding difference at one path point (ours runs on
     channels-last inputs; thread counts and batch sizes change the order of the sums) moves a
-    few values: on 64 x 64 with 1 thread the largest difference was 5.8e-7 (passes of 5), with
-    2 threads 6.1e-4 (both captum runs), and ours in one pass of 50 differs from ours in
-    passes of 5 by 1.2e-3. Hence a tolerance on the largest difference well above float
-    precision, a tight one on the mean and the sum."""
+    few values, so the largest difference is well above float precision while the mean and the
+    sum stay close. Measured on 64 x 64: 1 thread, passes of 5: 5.8e-7; 1 thread, one pass of
+    50: 1.1e-3 (mean 4.4e-4, sum 1.3e-4), no more than ours moves between passes of 5 and one
+    pass of 50 (1.2e-3); 2 threads: 6.1e-4 for both (mean 1.5e-4, sum 1e-7)."""
     pytest.importorskip("captum")
     ours = attribute(lite, small, TARGET, "integrated_gradients")
     found = runs(peers, lite, small, TARGET, "integrated_gradients")
     assert len(found) == 2
     for label, run in found.items():
         theirs = call(run, lite.model)
-        assert error(theirs, ours) < 1e-2, label  # measured 6.1e-4 at most
+        assert error(theirs, ours) < 1e-2, label  # measured 1.1e-3 at most
         mean = float((theirs - ours).abs().mean() / ours.abs().mean())
-        assert mean < 2e-3, label  # measured 1.5e-4 at most
-        assert abs(float(theirs.sum() - ours.sum())) < 1e-5 * abs(float(ours.sum())), label  # measured 1e-7
+        assert mean < 5e-3, label  # measured 4.4e-4 at most
+        assert abs(float(theirs.sum() - ours.sum())) < 1e-3 * abs(float(ours.sum())), label  # measured 1.3e-4
 
 
 def test_occlusion_equals_captum(lite: Any, small: Tensor, peers: ModuleType) -> None:
@@ -203,7 +203,7 @@ def test_occlusion_equals_captum(lite: Any, small: Tensor, peers: ModuleType) ->
     pytest.importorskip("captum")
     ours = attribute(lite, small, TARGET, "occlusion")
     theirs = call(runs(peers, lite, small, TARGET, "occlusion")["captum Occlusion"], lite.model)
-    assert error(theirs, ours) < 1e-4  # measured 3.4e-6 at 224 x 224 (169 windows)
+    assert error(theirs, ours) < 1e-4  # measured 2.9e-6 (224 x 224, 169 windows: 3.4e-6)
 
 
 # ----------------------------------------------------------------------------- guided
@@ -237,7 +237,7 @@ def test_guided_methods_equal_captum_on_relu_networks(
     pytest.importorskip("captum")
     ours = attribute(vgg, small, vgg_target, method)
     theirs = call(runs(peers, vgg, small, vgg_target, method)[label], vgg.module, values=False)
-    assert error(theirs, ours) < 1e-5  # measured 0
+    assert error(theirs, ours) < 1e-5  # measured 0 (all three)
 
 
 # ----------------------------------------------------------------------------- CAM family
@@ -298,14 +298,14 @@ def test_grad_cam_pp_peers_differ_in_definition(lite: Any, x: Tensor, peers: Mod
         alpha = g**2 / (2 * g**2 + a.sum(dim=(2, 3), keepdim=True) * g**3 + 1e-6)
         expected = min_max(weighted((torch.where(g != 0, alpha, 0.0) * F.relu(g)).sum(dim=(2, 3))))
         theirs = call(found["pytorch-grad-cam GradCAMPlusPlus"], lite.model)
-        assert float((theirs - expected).abs().max()) < 1e-4  # measured below 1e-6
+        assert float((theirs - expected).abs().max()) < 1e-4  # measured 1.6e-6
         assert float((theirs - min_max(ours)).abs().max()) > 0.1  # measured 0.47
         checked += 1
     if "torch-cam GradCAMpp" in found:
         expected = weighted((g**2 * F.relu(g)).sum(dim=(2, 3)))
         theirs = call(found["torch-cam GradCAMpp"], lite.model)
         assert error(theirs, expected) < 1e-5  # measured 0
-        assert error(theirs, ours) > 0.5
+        assert error(theirs, ours) > 0.5  # measured 1.0
         checked += 1
     if not checked:
         pytest.skip("neither pytorch-grad-cam nor torch-cam is installed")
@@ -346,7 +346,7 @@ def test_score_cam_peers_weigh_channels_by_a_softmax_over_channels(
     if "pytorch-grad-cam ScoreCAM" in found:
         masks = normalised(F.interpolate(a[:, None], size=size, mode="bilinear", align_corners=True))
         theirs = call(found["pytorch-grad-cam ScoreCAM"], model)
-        assert float((theirs - min_max(weighted_map(masks))).abs().max()) < 1e-5  # measured 3e-7
+        assert float((theirs - min_max(weighted_map(masks))).abs().max()) < 1e-4  # measured 2.3e-6
 
 
 # ----------------------------------------------------------------------------- LRP
@@ -389,7 +389,7 @@ def test_lrp_equals_zennit_on_vgg16(
     ours = attribute(vgg, small, vgg_target, "lrp", composite=preset)
     theirs = call(runs(peers, vgg, small, vgg_target, "lrp", lrp_composite=preset)[label], vgg.module,
                   values=False)
-    assert error(theirs, ours) < 1e-3  # measured 7e-5 at most
+    assert error(theirs, ours) < 1e-3  # measured 1.1e-5, 1.2e-5, 1.3e-4
 
 
 # ----------------------------------------------------------------------------- every peer
