@@ -85,11 +85,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     grouped = os.environ.get(_GROUPED) == "1" or bool(config.getoption("loadgroup", False))
     if not hasattr(config, "workerinput") or not grouped:
         return
+    grouped_items = []
     for item in items:
         groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
                          for mark in item.iter_markers("xdist_group")})
-        if groups and "@" not in item.nodeid:
-            _set_node_id(item, f"{item.nodeid}@{'_'.join(groups)}")
+        if groups:
+            grouped_items.append(item)
+            if "@" not in item.nodeid:
+                _set_node_id(item, f"{item.nodeid}@{'_'.join(groups)}")
+    # the groups first (every worker collects the same order): the longest piece of work, the
+    # course's notebook runs, starts at once, and the other worker and the rest balance it
+    first = set(grouped_items)
+    items[:] = grouped_items + [item for item in items if item not in first]
 
 
 def _set_node_id(item: pytest.Item, nodeid: str) -> None:

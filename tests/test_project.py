@@ -114,11 +114,18 @@ def test_binder_postbuild_stops_at_the_first_error(tmp_path: Path) -> None:
     assert log.read_text().splitlines() == ["pip install --no-deps ."]
 
 
+#: extras a learner's or a room's environment never needs: ``bench`` holds the peer libraries
+#: that only the attribution benchmark and its tests run (pulling OpenCV and scikit-learn in)
+DEVELOPER_ONLY = ("bench",)
+
+
 def test_conda_environment_lists_every_pyproject_dependency() -> None:
     conda_names = {pypi: conda for conda, pypi in load_tool("lock").FROM_CONDA.items()}  # where they differ
     project = _pyproject()["project"]
     wanted = [*project["dependencies"]]
-    for extra in project["optional-dependencies"].values():
+    for name, extra in project["optional-dependencies"].items():
+        if name in DEVELOPER_ONLY:
+            continue
         wanted += [r for r in extra if not r.startswith("vizwidgets")]
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = {_name(d) for d in environment["dependencies"] if isinstance(d, str)}
