@@ -34,8 +34,10 @@ With --write, the tables replace the text between ``<!-- benchmark:attribution -
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import platform
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -248,12 +250,13 @@ def main() -> None:
         return
 
     peers = load_peers()
+    # the peers' own notices (captum: "Setting backward hooks on ReLU activations", ...)
+    warnings.filterwarnings("ignore", category=UserWarning)
     versions = []
-    for package in ("captum", "pytorch_grad_cam", "torchcam", "zennit"):
+    for package in ("captum", "grad-cam", "torchcam", "zennit"):
         try:
-            module = __import__(package)
-            versions.append(f"{package} {getattr(module, '__version__', '?')}")
-        except ImportError:
+            versions.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
             versions.append(f"{package} not installed")
     text = [
         f"Measured by `python benchmarks/attribution.py --threads {args.threads}` in the same run as the table "
