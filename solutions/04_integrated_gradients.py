@@ -183,7 +183,9 @@ plt.show()
 # paper advises adding steps until the gap is within 5 % of $F(x) - F(x')$.
 # `docs/attribution.md` in the repository has the full measurement with the package's
 # default rule (Gauss-Legendre): on chelsea with the black baseline the gap is 9 % of
-# $F(x) - F(x')$ at 64 steps and 0.4 % at 512.
+# $F(x) - F(x')$ at 64 steps and 0.4 % at 512. Its error-against-time table
+# (`benchmarks/ig_steps.py`, six images) shows the trade: 50 steps, the default, leave about
+# 10 % on average; 128 steps about 3 % for two and a half times the wait.
 #
 # ## Explore
 #
