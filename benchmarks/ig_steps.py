@@ -50,15 +50,15 @@ def main() -> None:
     for name in args.images:
         x = loaded.preprocess(name)
         method.attribute(x, None, steps=4)  # warm-up
+        with torch.no_grad():
+            logits = loaded.model(torch.cat([x, method.make_baseline(x, "black")]))
+        target = int(logits[0].argmax())  # the class attribute_with_delta picks for None
+        change = float(logits[0, target] - logits[1, target])
         for rule in args.rules:
             for steps in args.steps:
                 start = time.perf_counter()
                 _, delta = method.attribute_with_delta(x, None, steps=steps, quadrature=rule)
                 spent = time.perf_counter() - start
-                with torch.no_grad():
-                    logits = loaded.model(torch.cat([x, method.make_baseline(x, "black")]))
-                target = int(logits[0].argmax())
-                change = float(logits[0, target] - logits[1, target])
                 errors.setdefault((rule, steps), []).append(abs(float(delta[0])) / abs(change))
                 seconds.setdefault((rule, steps), []).append(spent)
         print(f"{name}: " + ", ".join(

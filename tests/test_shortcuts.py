@@ -9,11 +9,7 @@ a fresh run gives.
 
 from __future__ import annotations
 
-import os
-import pickle
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +28,7 @@ from vizwidgets.models.radiograph_net import (
     train_radiograph_net,
 )
 
-from _tools import TOOLS, load_tool
+from _tools import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -189,17 +185,16 @@ def test_relevance_mass_table_scores_methods_per_region() -> None:
 
 @pytest.fixture(scope="module")
 def outcomes():
-    """The study of ``tools/shortcut_table.py`` (seed 0), run in a fresh process on 2 threads,
-    as the command that made docs/metrics.md's table ran. Training sums its floats in an order
-    that depends on the thread count and the CPU: a test worker runs one thread, and on one
-    machine that moved Grad-CAM's share on the marker from 0.32 to 0.22."""
-    load_tool("shortcut_table")  # so that this process can unpickle its Outcome
-    code = ("import pickle, sys; sys.path.insert(0, sys.argv[1]); import shortcut_table; "
-            "sys.stdout.buffer.write(pickle.dumps(shortcut_table.run(0)))")
-    env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
-    done = subprocess.run([sys.executable, "-c", code, str(TOOLS)], env=env, capture_output=True, timeout=1200)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
-    return pickle.loads(done.stdout)
+    """The study of ``tools/shortcut_table.py`` (seed 0) on 2 threads, as the command that made
+    docs/metrics.md's table ran. Training sums its floats in an order that depends on the
+    thread count and the CPU: a test worker runs one thread, and on one machine that moved
+    Grad-CAM's share on the marker from 0.32 to 0.22."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        return load_tool("shortcut_table").run(0)
+    finally:
+        torch.set_num_threads(threads)
 
 
 # the tests that read the study share one worker, so that it runs once

@@ -199,8 +199,7 @@ class Attribution:
         fast_layout = self.adapter.channels_last and self.supports_channels_last
         with prepared(self.model), channels_last_inputs(self.model, fast_layout):
             result = self._attribute(x, target_indices, **checked)
-        if not result.is_contiguous():  # gradients come back in the layout the passes used
-            result = result.contiguous()
+        result = result.contiguous()  # gradients come back in the layout the passes used
         return check_result(result, self.name, self.zero_hint, stacklevel=self._stacklevel())
 
     def validate(
