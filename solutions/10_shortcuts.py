@@ -264,8 +264,9 @@ table_before = relevance_mass_table(model, x, regions, scored, target=1, options
 print(table_before)
 
 # %% [markdown]
-# The lesion and the marker each cover under 2% of the image, yet IG and LRP put more than half
-# of their evidence on the marker and almost none on the nodule. Grad-CAM agrees on where, with
+# The lesion and the marker each cover under 2% of the image, yet IG and LRP put about half of
+# their evidence on the marker, some 30 times its share of the pixels, and almost none on the
+# nodule. Grad-CAM agrees on where, with
 # a lower score: its map is computed at 16x16 and upsampled, so its mass spills out of an 8x8
 # box. The model is cheating, and the explanations caught it.
 #
