@@ -165,8 +165,10 @@ def test_cam_equals_grad_cam_up_to_a_positive_scale(lite, two_images) -> None:
 
 @pytest.mark.parametrize("layer", ["head", "blocks.10"])
 def test_guided_grad_cam_from_one_forward_is_the_product_of_its_parts(lite, two_images, layer) -> None:
-    # guided Grad-CAM differentiates one forward pass twice (ordinary rule to the layer, guided
-    # rule to the input); the result must be the two methods' product, computed separately
+    # at "head" no rectifier runs after the layer and guided Grad-CAM takes one guided backward
+    # pass; at "blocks.10" rectifiers follow, and it differentiates its forward pass twice
+    # (ordinary rule to the layer, guided rule to the input). Either way the result must be the
+    # two methods' product, computed separately
     targets = [285, 154]
     expected = guided_backprop(lite, two_images, targets) * grad_cam(lite, two_images, targets, layer)
     got = guided_grad_cam(lite, two_images, targets, layer)

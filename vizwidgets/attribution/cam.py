@@ -375,20 +375,28 @@ class GuidedGradCAM(_LayerMethod):
     options = ()
 
     def _attribute(self, x: Tensor, target: Tensor | None, **options: Any) -> Tensor:
-        # One forward pass, differentiated twice: first to the layer with the ordinary
-        # gradient (Grad-CAM), then to the input with the guided rule. The rectifiers read
-        # their rule when the backward pass runs, so the graph can be shared.
+        # Grad-CAM needs the ordinary gradient at the layer, the fine map the guided one at the
+        # input. When no rectifier runs after the layer (the default layers end the network's
+        # last rectified block), both rules give the same gradient at the layer, and one
+        # guided backward pass gives both. Otherwise the one forward pass is differentiated
+        # twice: to the layer with the ordinary gradient, then to the input with the guided
+        # rule (the rectifiers read their rule when the backward pass runs).
         assert self.layer is not None
-        rule = RectifierRule("gradient")
+        rule = RectifierRule("guided")
+        at_layer: list[int] = []
         x = x.detach().requires_grad_(True)
         with rectifier_override(self.model, rule), layer_activation(
             self.model, self.layer, cut=False, attached=True
-        ) as store:
+        ) as store, forward_hooks(self.model, {self.layer: lambda *_: at_layer.append(rule.calls)}):
             scores, _ = select_scores(self.model(x), target)
         activation = store["A"]
-        (gradient,) = torch.autograd.grad(scores.sum(), activation, retain_graph=True)
-        rule.rule = "guided"
-        (fine,) = torch.autograd.grad(scores.sum(), x)
+        if at_layer == [rule.calls]:  # no rectifier after the layer
+            gradient, fine = torch.autograd.grad(scores.sum(), (activation, x))
+        else:
+            rule.rule = "gradient"
+            (gradient,) = torch.autograd.grad(scores.sum(), activation, retain_graph=True)
+            rule.rule = "guided"
+            (fine,) = torch.autograd.grad(scores.sum(), x)
         coarse = upsample(_weighted_sum(gradient.mean(dim=(2, 3)), activation.detach()), x.shape[-2:])
         return fine * coarse
 

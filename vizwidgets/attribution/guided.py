@@ -39,12 +39,14 @@ __all__ = [
 class RectifierRule:
     """Which backward rule the swapped rectifiers apply: ``"gradient"``, ``"guided"`` or
     ``"deconvnet"``. The rule is read when the backward pass runs, so one forward pass can be
-    differentiated twice under two rules (guided Grad-CAM does)."""
+    differentiated twice under two rules (guided Grad-CAM does). ``calls`` counts the swapped
+    rectifiers' forward calls, so a caller can tell whether any ran after a given layer."""
 
     RULES = ("gradient", "guided", "deconvnet")
 
     def __init__(self, rule: str) -> None:
         self.rule = rule
+        self.calls = 0
 
     @property
     def rule(self) -> str:
@@ -88,6 +90,7 @@ class _RectifierWithModifiedBackward(nn.Module):
         self.rule = rule
 
     def forward(self, x: Tensor) -> Tensor:
+        self.rule.calls += 1
         return _ModifiedRectifier.apply(x, self.upper, self.rule)
 
     def extra_repr(self) -> str:
