@@ -39,23 +39,9 @@ from vizwidgets.attribution.guided import RectifierRule, rectifier_override
 from vizwidgets.attribution.limits import rows_per_pass
 
 __all__ = [
-    "CAM",
-    "GradCAM",
-    "GradCAMpp",
-    "XGradCAM",
-    "LayerCAM",
-    "ScoreCAM",
-    "FastScoreCAM",
-    "GuidedGradCAM",
-    "cam",
-    "grad_cam",
-    "grad_cam_pp",
-    "xgrad_cam",
-    "layer_cam",
-    "score_cam",
-    "fast_score_cam",
-    "guided_grad_cam",
-    "layer_activation",
+    "CAM", "GradCAM", "GradCAMpp", "XGradCAM", "LayerCAM", "ScoreCAM", "FastScoreCAM",
+    "GuidedGradCAM", "cam", "grad_cam", "grad_cam_pp", "xgrad_cam", "layer_cam", "score_cam",
+    "fast_score_cam", "guided_grad_cam", "layer_activation",
 ]
 
 #: Masked images per forward pass of Score-CAM: the fastest on 2 CPU threads (see ScoreCAM).
@@ -375,28 +361,25 @@ class GuidedGradCAM(_LayerMethod):
     options = ()
 
     def _attribute(self, x: Tensor, target: Tensor | None, **options: Any) -> Tensor:
-        # Grad-CAM needs the ordinary gradient at the layer, the fine map the guided one at the
-        # input. When no rectifier runs after the layer (the default layers end the network's
-        # last rectified block), both rules give the same gradient at the layer, and one
-        # guided backward pass gives both. Otherwise the one forward pass is differentiated
-        # twice: to the layer with the ordinary gradient, then to the input with the guided
-        # rule (the rectifiers read their rule when the backward pass runs).
+        # Grad-CAM wants the ordinary gradient at the layer, the fine map the guided one. With
+        # no rectifier after the layer (as at the default layers) the two agree there, and one
+        # guided backward gives both; else the forward is differentiated twice, the rectifiers
+        # reading their rule when the backward pass runs.
         assert self.layer is not None
-        rule = RectifierRule("guided")
-        at_layer: list[int] = []
+        rule, at_layer = RectifierRule("guided"), []
         x = x.detach().requires_grad_(True)
         with rectifier_override(self.model, rule), layer_activation(
             self.model, self.layer, cut=False, attached=True
         ) as store, forward_hooks(self.model, {self.layer: lambda *_: at_layer.append(rule.calls)}):
             scores, _ = select_scores(self.model(x), target)
-        activation = store["A"]
-        if at_layer == [rule.calls]:  # no rectifier after the layer
-            gradient, fine = torch.autograd.grad(scores.sum(), (activation, x))
+        activation, score = store["A"], scores.sum()
+        if at_layer == [rule.calls]:  # no rectifier ran after the layer
+            gradient, fine = torch.autograd.grad(score, (activation, x))
         else:
             rule.rule = "gradient"
-            (gradient,) = torch.autograd.grad(scores.sum(), activation, retain_graph=True)
+            (gradient,) = torch.autograd.grad(score, activation, retain_graph=True)
             rule.rule = "guided"
-            (fine,) = torch.autograd.grad(scores.sum(), x)
+            (fine,) = torch.autograd.grad(score, x)
         coarse = upsample(_weighted_sum(gradient.mean(dim=(2, 3)), activation.detach()), x.shape[-2:])
         return fine * coarse
 
