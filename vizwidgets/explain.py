@@ -49,7 +49,7 @@ from PIL import Image
 from torch import Tensor
 
 from vizwidgets._files import write_atomic
-from vizwidgets._hooks import forward_hooks
+from vizwidgets._hooks import channels_last_inputs, forward_hooks
 from vizwidgets.attribution import METHODS
 from vizwidgets.attribution.base import normalize_target
 from vizwidgets.metrics import confidence_drop, deletion, insertion
@@ -332,8 +332,10 @@ def explain(
             seconds = (time.perf_counter() - began) / len(chunk)
             if logits is None:
                 logits = seen.get("logits")
-                if logits is None:  # the method never ran the plain model on x: predict apart
-                    with torch.no_grad():
+                if logits is None:  # the method never ran the plain model on x: predict apart,
+                    # in the memory layout its own passes use, as a method's plain pass would
+                    layout = model.channels_last and method.supports_channels_last
+                    with torch.no_grad(), channels_last_inputs(model.module, layout):
                         logits = model.module(x)
             if chosen is None:  # the first method chose the same class from the same logits
                 chosen = logits.argmax(dim=1)

