@@ -98,20 +98,22 @@ def _nonnegative(a: Tensor) -> bool:
 
 
 def _split_apply(
-    layer: AffineLayer, a: Tensor, nonnegative: bool, w_pos: Tensor, w_neg: Tensor, bias: Tensor | None
+    layer: AffineLayer, a: Tensor, nonnegative: bool, w_pos: Tensor, w_neg: Tensor | None, bias: Tensor | None
 ) -> Tensor:
-    """``w_pos a+ + w_neg a- + bias`` (one product if ``a >= 0``)."""
+    """``w_pos a+ + w_neg a- + bias`` (one product if ``a >= 0``, and then ``w_neg`` may be None)."""
     if nonnegative:
         return layer.apply(a, w_pos, bias)
+    assert w_neg is not None
     return layer.apply(a.clamp(min=0), w_pos, bias) + layer.apply(a.clamp(max=0), w_neg)
 
 
 def _split_transpose(
-    layer: AffineLayer, a: Tensor, nonnegative: bool, w_pos: Tensor, w_neg: Tensor, s: Tensor
+    layer: AffineLayer, a: Tensor, nonnegative: bool, w_pos: Tensor, w_neg: Tensor | None, s: Tensor
 ) -> Tensor:
     """``a+ * (w_pos^T s) + a- * (w_neg^T s)``: the numerators of :func:`_split_apply`."""
     if nonnegative:
         return layer.transpose(s, w_pos, a).mul_(a)
+    assert w_neg is not None
     positive = layer.transpose(s, w_pos, a).mul_(a.clamp(min=0))
     return positive.add_(layer.transpose(s, w_neg, a).mul_(a.clamp(max=0)))
 
@@ -217,15 +219,18 @@ class Gamma(Rule):
     def propagate(self, layer: AffineLayer, inputs: Tensor, outputs: Tensor, relevance: Tensor) -> Tensor:
         w, b, g = layer.weight, layer.bias, self.gamma
         w_pos = w.clamp(min=0)
-        w_up = w + g * w_pos  # W + gamma W+: for contributions (a w) > 0 being favoured
-        w_down = w + g * (w - w_pos)  # W + gamma W-
         nonnegative = _nonnegative(inputs)
+        w_up = torch.add(w, w_pos, alpha=g)  # W + gamma W+: for contributions (a w) > 0 being favoured
+        # W - W+ = W- and W + gamma W-, needed only where an input or an output is negative
+        w_neg = None if nonnegative and layer.rectified else w - w_pos
+        w_down = None if w_neg is None else torch.add(w, w_neg, alpha=g)
         b_pos = None if b is None else b.clamp(min=0)
-        z_pos = _split_apply(layer, inputs, nonnegative, w_pos, w - w_pos, b_pos)  # sum of (a w)+ and b+
+        z_pos = _split_apply(layer, inputs, nonnegative, w_pos, w_neg, b_pos)  # sum of (a w)+ and b+
         if layer.rectified:
             # a ReLU follows: relevance sits on active outputs only, where z' = z + gamma z+
             s = _ratio(relevance, torch.add(outputs, z_pos, alpha=g), self.stabilizer)
             return _split_transpose(layer, inputs, nonnegative, w_up, w_down, s)
+        assert w_down is not None  # computed for every layer without a ReLU after it
         active = outputs > 0
         z = torch.where(active, z_pos, outputs - z_pos).mul_(g).add_(outputs)
         s = _ratio(relevance, z, self.stabilizer)
