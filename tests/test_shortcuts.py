@@ -1,6 +1,6 @@
 """Notebook 10's shortcut case: the radiographs, the small CNN, relevance mass and its graders.
 
-The end-to-end tests train the notebook's two models with its seeds (about 30 s) once per
+The end-to-end tests train the notebook's two models with its seeds (about 65 s) once per
 session and assert what the notebook claims: the test accuracy without the marker is at least
 20 points below the accuracy with it before the fix and recovers after; a method puts most of
 its relevance on the marker before the fix and not after; ``docs/metrics.md`` quotes the table
