@@ -334,8 +334,7 @@ def explain(
                 logits = seen.get("logits")
                 if logits is None:  # the method never ran the plain model on x: predict apart,
                     # in the memory layout its own passes use, as a method's plain pass would
-                    layout = model.channels_last and method.supports_channels_last
-                    with torch.no_grad(), channels_last_inputs(model.module, layout):
+                    with torch.no_grad(), channels_last_inputs(model.module, method.fast_layout):
                         logits = model.module(x)
             if chosen is None:  # the first method chose the same class from the same logits
                 chosen = logits.argmax(dim=1)

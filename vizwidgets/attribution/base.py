@@ -154,6 +154,11 @@ class Attribution:
     #: that way says False.
     supports_channels_last: ClassVar[bool] = True
 
+    @property
+    def fast_layout(self) -> bool:
+        """Whether this method's passes feed the model channels-last inputs."""
+        return self.adapter.channels_last and self.supports_channels_last
+
     def __init__(self, model: Any, layer: str | None = None) -> None:
         self.adapter: ModelAdapter = adapt(model)
         self.model: nn.Module = self.adapter.module
@@ -196,8 +201,7 @@ class Attribution:
         finite comes with an :class:`AttributionWarning`.
         """
         x, target_indices, checked = self.validate(inputs, target, options)
-        fast_layout = self.adapter.channels_last and self.supports_channels_last
-        with prepared(self.model), channels_last_inputs(self.model, fast_layout):
+        with prepared(self.model), channels_last_inputs(self.model, self.fast_layout):
             result = self._attribute(x, target_indices, **checked)
         result = result.contiguous()  # gradients come back in the layout the passes used
         return check_result(result, self.name, self.zero_hint, stacklevel=self._stacklevel())

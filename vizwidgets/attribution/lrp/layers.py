@@ -153,8 +153,9 @@ class ConvLayer(AffineLayer):
             padded = (*inputs.shape[:-2], inputs.shape[-2] + top + bottom, inputs.shape[-1] + left + right)
             full = self._transpose(grad, weight, torch.Size(padded))
             crop = full[..., top:top + inputs.shape[-2], left:left + inputs.shape[-1]]
-            # one copy into a dense tensor: the ops that follow are slow on strided views
-            return crop.contiguous(memory_format=_layout_of(full))
+            # one copy into a dense tensor in full's layout: the ops that follow are slow on views
+            layout = torch.contiguous_format if full.is_contiguous() else torch.channels_last
+            return crop.contiguous(memory_format=layout)
         with torch.enable_grad():
             probe = torch.zeros_like(inputs, requires_grad=True)
             padded = self.pad(probe)
@@ -169,13 +170,6 @@ class ConvLayer(AffineLayer):
     @property
     def input_dim(self) -> int:
         return 1
-
-
-def _layout_of(t: Tensor) -> torch.memory_format:
-    """``channels_last`` for a dense 4-D tensor in that format, else ``contiguous_format``."""
-    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 def _zero_pad_offsets(pad: nn.Module, shape: torch.Size) -> tuple[tuple[int, int], tuple[int, int]] | None:

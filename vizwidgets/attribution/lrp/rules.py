@@ -426,10 +426,10 @@ class Norm:
         owner = getattr(function, "__self__", None)
         if isinstance(owner, Sum) and all(x.shape == s.shape for x in inputs):
             return tuple(x * s for x in inputs)
-        if isinstance(owner, nn.AdaptiveAvgPool2d) and len(inputs) == 1 and s.shape[-2:] == (1, 1):
+        if isinstance(owner, nn.AdaptiveAvgPool2d) and len(inputs) == 1 and s.dim() == inputs[0].dim() == 4 \
+                and s.shape[-2:] == (1, 1):
             (x,) = inputs
-            if x.dim() == s.dim() == 4:
-                return (x * (s / (x.shape[-2] * x.shape[-1])),)
+            return (x * (s / (x.shape[-2] * x.shape[-1])),)
         with torch.enable_grad():
             leaves = tuple(x.detach().requires_grad_(True) for x in inputs)
             grads = torch.autograd.grad(function(*leaves), leaves, s)
