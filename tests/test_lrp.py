@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import operator
+from dataclasses import replace
 
 import pytest
 import torch
@@ -35,6 +36,7 @@ from vizwidgets.attribution.lrp import (
     affine_layer,
     canonized,
     fold_batchnorm,
+    fold_batchnorms,
     layer_relevance,
     lrp,
     make_composite,
@@ -382,6 +384,130 @@ def test_batchnorm_folding_keeps_outputs_and_is_undone_exactly() -> None:
     # the folding itself, one layer at a time
     conv, norm = reference[0], reference[1]
     torch.testing.assert_close(fold_batchnorm(conv, norm)(x), norm(conv(x)), atol=1e-5, rtol=1e-5)
+
+
+def test_folding_many_pairs_at_once_gives_each_pairs_formula() -> None:
+    """``W' = W s`` (bit for bit), ``b' = (b - mean) s + beta``, ``s = gamma / sqrt(var + eps)``,
+    one pair at a time in plain arithmetic, against the batched folding of pairs of every kind."""
+    torch.manual_seed(4)
+    pairs = [
+        (nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8)),
+        (nn.Conv2d(8, 8, 3, groups=8, bias=False), nn.BatchNorm2d(8, eps=1e-3)),
+        (nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4, affine=False)),  # no gamma, no beta
+        (nn.Linear(6, 5, bias=False), nn.BatchNorm1d(5, affine=False)),
+        (nn.Linear(6, 5), nn.BatchNorm1d(5)),
+    ]
+    with torch.no_grad():
+        for _, norm in pairs:
+            n = norm.num_features
+            norm.running_mean.copy_(torch.randn(n))
+            norm.running_var.copy_(torch.rand(n) + 0.1)
+            if norm.weight is not None:
+                norm.weight.copy_(torch.randn(n))  # negative scales too
+                norm.bias.copy_(torch.randn(n))
+            norm.eval()
+    folded = fold_batchnorms(pairs)
+    assert len(folded) == len(pairs) and fold_batchnorms([]) == []
+    for (layer, norm), module in zip(pairs, folded):
+        with torch.no_grad():
+            scale = torch.rsqrt(norm.running_var + norm.eps)
+            if norm.weight is not None:
+                scale = scale * norm.weight
+            shift = -norm.running_mean * scale if norm.bias is None else norm.bias - norm.running_mean * scale
+            if layer.bias is not None:
+                shift = shift + layer.bias * scale
+            weight = layer.weight * scale.view(-1, *([1] * (layer.weight.dim() - 1)))
+        assert torch.equal(module.layer.weight, weight)
+        torch.testing.assert_close(module.layer.bias, shift, rtol=0, atol=1e-6)
+        x = torch.randn(2, *((layer.in_features,) if isinstance(layer, nn.Linear) else (layer.in_channels, 7, 7)))
+        with torch.no_grad():
+            torch.testing.assert_close(module(x), norm(layer(x)), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="does not fit"):
+        fold_batchnorms([(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8)), (nn.Conv2d(3, 8, 1), nn.BatchNorm2d(7))])
+
+
+def test_layers_after_a_rectifier_are_marked_and_their_inputs_are_nonnegative() -> None:
+    """The plan marks the affine layers whose inputs come straight from a ReLU (through
+    identities, zero padding, max pooling or dropout), so rules skip checking their sign; in a
+    real pass every marked layer's inputs are >= 0, and the map is what the check gives."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3), nn.ReLU(), nn.ZeroPad2d(1), nn.Conv2d(6, 6, 3),  # marked
+        nn.ReLU6(), nn.MaxPool2d(2), nn.Dropout(), nn.Conv2d(6, 6, 1),  # marked
+        nn.ReLU(), nn.ConstantPad2d(1, -1.0), nn.Conv2d(6, 6, 3),  # a -1 padding: not marked
+        nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(6, 6, 1),  # not a sign-keeping layer: not marked
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.ReLU(), nn.Linear(6, 3),  # marked
+    ).eval()
+    x = torch.randn(2, 3, 20, 20)
+    rules = make_composite("gamma", gamma=0.25, low=-3.0, high=3.0)
+    seen: dict[str, bool] = {}
+    with relevance_propagation(model, rules):
+        marks = {
+            name: module.layer.rectified_inputs
+            for name, module in model.named_children() if isinstance(module, AffineRelevanceModule)
+        }
+
+        def record(name):
+            return lambda module, args: seen.__setitem__(name, bool(args[0].amin() >= 0)) or None
+
+        handles = [model[int(name)].register_forward_pre_hook(record(name)) for name in marks]
+        inputs = x.clone().requires_grad_(True)
+        scores = model(inputs)[:, 1]
+        (fast,) = torch.autograd.grad(scores, inputs, scores.detach())
+        for handle in handles:
+            handle.remove()
+    assert marks == {"0": False, "3": True, "7": True, "10": False, "13": False, "17": True}
+    assert all(seen[name] for name, marked in marks.items() if marked)
+    # the same map when every layer checks its inputs' sign instead
+    with relevance_propagation(model, rules):
+        for module in model.children():
+            if isinstance(module, AffineRelevanceModule):
+                vars(module)["layer"] = replace(module.layer, rectified_inputs=False)
+        inputs = x.clone().requires_grad_(True)
+        scores = model(inputs)[:, 1]
+        (checked,) = torch.autograd.grad(scores, inputs, scores.detach())
+    assert torch.equal(fast, checked)
+
+
+class _TwoUnits(nn.Module):
+    """A rectifier in one child and the next convolution in another, ordered only by
+    ``forward`` (as in EfficientNet-Lite0's blocks): the plan cannot see that they touch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU6())
+        self.second = nn.Sequential(nn.Conv2d(6, 6, 3))
+        self.third = nn.Sequential(nn.Conv2d(6, 4, 3))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.third(self.second(self.first(x)) - 1.0).mean(dim=(2, 3))
+
+
+def test_inputs_straight_from_a_rectifier_skip_the_sign_check_and_keep_the_map(monkeypatch) -> None:
+    """Across modules the pass itself sees that a layer's inputs are a rectifier's output: only
+    the other layers check their inputs' sign, and the map equals the one where all check."""
+    from vizwidgets.attribution.lrp import functions, rules as rules_module
+
+    torch.manual_seed(1)
+    model = _TwoUnits().eval()
+    x = torch.randn(2, 3, 12, 12)
+    composite = Composite(conv=Gamma(0.25), dense=Gamma(0.25))
+    checked: list[bool] = []
+    real_check = rules_module._nonnegative
+
+    def counting(a: Tensor) -> bool:
+        checked.append(bool(a.amin() >= 0))
+        return real_check(a)
+
+    monkeypatch.setattr(rules_module, "_nonnegative", counting)
+    fast = lrp(model, x, 1, composite=composite)
+    # the first layer (pixels) and the third (after "- 1.0", either sign) check; the second not
+    assert checked == [False, False], checked
+    checked.clear()
+    monkeypatch.setattr(functions, "replace", lambda layer, **changes: layer)  # no marking
+    slow = lrp(model, x, 1, composite=composite)
+    assert len(checked) == 3 and checked.count(True) == 1  # the second layer's inputs are >= 0
+    assert torch.equal(fast, slow)
 
 
 def test_the_model_is_restored_when_the_attribution_raises_midway(monkeypatch) -> None:

@@ -25,6 +25,7 @@ from vizwidgets.attribution.lrp.canonizers import (
     ResNetCanonizer,
     canonized,
     fold_batchnorm,
+    fold_batchnorms,
     replaced_modules,
 )
 from vizwidgets.attribution.lrp.composites import COMPOSITES, Composite, make_composite
@@ -71,6 +72,7 @@ __all__ = [
     "canonized",
     "replaced_modules",
     "fold_batchnorm",
+    "fold_batchnorms",
     "AffineLayer",
     "DenseLayer",
     "ConvLayer",

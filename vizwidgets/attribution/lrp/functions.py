@@ -19,6 +19,7 @@ it to check hand-written rules. Shapes: relevance is always shaped like the tens
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -41,6 +42,10 @@ __all__ = [
 class AffineRelevance(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, inputs: Tensor, layer: AffineLayer, rule: Rule) -> Tensor:
+        if not layer.rectified_inputs and isinstance(inputs.grad_fn, PassRelevance._backward_cls):
+            # the inputs are a rectifier's output, unchanged since (an in-place change would
+            # have replaced their grad_fn): >= 0, which the plan cannot see across modules
+            layer = replace(layer, rectified_inputs=True)
         outputs = layer.apply(inputs, layer.weight, layer.bias)
         ctx.save_for_backward(inputs, outputs)
         ctx.layer = layer

@@ -51,7 +51,9 @@ class AffineLayer(ABC):
     space (for a convolution: the transposed convolution). Both work on whole batches.
     ``rectified`` says that a ReLU follows the layer directly, so its relevance is zero
     wherever ``z <= 0`` (every rule gives zero relevance to a zero activation); rules may use
-    it to skip work, never to change the result. ``stackable``: inputs concatenated along
+    it to skip work, never to change the result. ``rectified_inputs`` says that a ReLU (or
+    ReLU6) comes directly before the layer, so every input is ``>= 0``: rules then skip
+    checking the inputs' sign. ``stackable``: inputs concatenated along
     ``weight``'s dim 1 (and weights along dim 1) give the sum of the separate products, so
     several products can be computed in one call.
     """
@@ -59,6 +61,7 @@ class AffineLayer(ABC):
     weight: Tensor
     bias: Tensor | None
     rectified: bool
+    rectified_inputs: bool
     # every concrete layer is a dataclass, so dataclasses.replace works on any AffineLayer
     __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
 
@@ -88,6 +91,7 @@ class DenseLayer(AffineLayer):
     weight: Tensor
     bias: Tensor | None
     rectified: bool = False
+    rectified_inputs: bool = False
 
     def apply(self, inputs: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         return F.linear(inputs, weight, bias)
@@ -121,6 +125,7 @@ class ConvLayer(AffineLayer):
     groups: int
     pad: nn.Module | None = None
     rectified: bool = False
+    rectified_inputs: bool = False
 
     def apply(self, inputs: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         if self.pad is not None:
@@ -260,17 +265,19 @@ def _conv_padding(conv: nn.Conv2d, name: str) -> tuple[int, int]:
     return _pair(padding)
 
 
-def affine_layer(module: nn.Module, name: str = "layer", rectified: bool = False) -> AffineLayer:
+def affine_layer(
+    module: nn.Module, name: str = "layer", rectified: bool = False, rectified_inputs: bool = False
+) -> AffineLayer:
     """The :class:`AffineLayer` view of an ``nn.Linear``, ``nn.Conv2d`` or :class:`AffineModule`.
 
     ``name`` is only used in error messages; ``rectified``: a ReLU directly follows the
-    layer. Raises ``TypeError`` for any other module.
+    layer; ``rectified_inputs``: a ReLU directly precedes it. Raises ``TypeError`` for any other module.
     """
     if isinstance(module, AffineModule):
-        return replace(module.layer, rectified=rectified)
+        return replace(module.layer, rectified=rectified, rectified_inputs=rectified_inputs)
     if isinstance(module, nn.Linear):
         bias = None if module.bias is None else module.bias.detach()
-        return DenseLayer(module.weight.detach(), bias, rectified)
+        return DenseLayer(module.weight.detach(), bias, rectified, rectified_inputs)
     if isinstance(module, nn.Conv2d):
         return ConvLayer(
             module.weight.detach(),
@@ -281,6 +288,7 @@ def affine_layer(module: nn.Module, name: str = "layer", rectified: bool = False
             module.groups,
             None,
             rectified,
+            rectified_inputs,
         )
     raise TypeError(
         f"{name} must be an nn.Linear, nn.Conv2d or AffineModule to have an LRP rule, got "

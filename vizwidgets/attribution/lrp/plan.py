@@ -117,18 +117,45 @@ def _has_own_parameters(module: nn.Module) -> bool:
     return any(p is not None for p in module._parameters.values())
 
 
-def _rectified_children(prefix: str, sequential: nn.Sequential) -> Iterator[str]:
-    """Names of the affine children of ``sequential`` followed by a ReLU (identities aside)."""
+#: Layers between a rectifier and an affine layer that keep its inputs ``>= 0`` (zero padding,
+#: maxima, identities and eval-mode dropout).
+_KEEP_SIGN: tuple[type[nn.Module], ...] = (
+    nn.Identity,
+    nn.ZeroPad2d,
+    SamePad2d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.modules.dropout._DropoutNd,
+)
+
+
+def _rectifier_neighbours(prefix: str, sequential: nn.Sequential) -> tuple[set[str], set[str]]:
+    """Names of the affine children of ``sequential`` that a ReLU directly follows, and of
+    those a ReLU directly precedes (identities aside; before a layer also zero paddings,
+    max pooling and dropout, which keep inputs ``>= 0``)."""
     base = f"{prefix}." if prefix else ""
-    pending: str | None = None
+    followed: set[str] = set()
+    preceded: set[str] = set()
+    pending: str | None = None  # the last affine child, until a ReLU or another layer
+    rectified = False  # whether what reaches the next child is a ReLU's output
     for name, child in sequential._modules.items():
         if isinstance(child, AFFINE_TYPES):
             pending = base + name
-        elif type(child) in _ACTIVATIONS and pending is not None:
-            yield pending
-            pending = None
+            if rectified:
+                preceded.add(pending)
+            rectified = False
+        elif type(child) in _ACTIVATIONS:
+            if pending is not None:
+                followed.add(pending)
+            pending, rectified = None, True
         elif not isinstance(child, nn.Identity):
             pending = None
+            rectified = rectified and (
+                isinstance(child, _KEEP_SIGN)
+                or (isinstance(child, nn.ConstantPad2d) and child.value == 0)
+            )
+    return followed, preceded
 
 
 def plan_layers(model: nn.Module, composite: Composite) -> dict[str, nn.Module]:
@@ -139,12 +166,15 @@ def plan_layers(model: nn.Module, composite: Composite) -> dict[str, nn.Module]:
     others: dict[str, nn.Module] = {}
     problems: list[str] = []
     rectified: set[str] = set()  # affine layers a ReLU directly follows (identities aside)
+    rectified_inputs: set[str] = set()  # and those a ReLU directly precedes
     skip: tuple[str, ...] = ()
     for name, module in model.named_modules(remove_duplicate=False):
         if skip and name.startswith(skip):
             continue
         if isinstance(module, nn.Sequential):
-            rectified.update(_rectified_children(name, module))
+            followed, preceded = _rectifier_neighbours(name, module)
+            rectified |= followed
+            rectified_inputs |= preceded
         kind = type(module).__name__
         if isinstance(module, AFFINE_TYPES):
             affine.append((name, module))
@@ -180,7 +210,9 @@ def plan_layers(model: nn.Module, composite: Composite) -> dict[str, nn.Module]:
     modules = dict(affine)
     for name, rule in composite.rules(affine).items():
         module = modules[name]
-        layer = affine_layer(module, name, rectified=name in rectified)
+        layer = affine_layer(
+            module, name, rectified=name in rectified, rectified_inputs=name in rectified_inputs
+        )
         plan[name] = AffineRelevanceModule(layer, rule, type(module).__name__)
     return plan
 

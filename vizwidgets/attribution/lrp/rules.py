@@ -220,7 +220,7 @@ class Gamma(Rule):
     def propagate(self, layer: AffineLayer, inputs: Tensor, outputs: Tensor, relevance: Tensor) -> Tensor:
         w, b, g = layer.weight, layer.bias, self.gamma
         w_pos = w.clamp(min=0)
-        nonnegative = _nonnegative(inputs)
+        nonnegative = layer.rectified_inputs or _nonnegative(inputs)
         w_up = torch.add(w, w_pos, alpha=g)  # W + gamma W+: for contributions (a w) > 0 being favoured
         # W - W+ = W- and W + gamma W-, needed only where an input or an output is negative
         w_neg = None if nonnegative and layer.rectified else w - w_pos
@@ -275,7 +275,7 @@ class AlphaBeta(Rule):
     def propagate(self, layer: AffineLayer, inputs: Tensor, outputs: Tensor, relevance: Tensor) -> Tensor:
         w, b = layer.weight, layer.bias
         w_pos, w_neg = w.clamp(min=0), w.clamp(max=0)
-        nonnegative = _nonnegative(inputs)
+        nonnegative = layer.rectified_inputs or _nonnegative(inputs)
         # positive contributions (a w)+ = a+ w+ + a- w-; the denominator z+ >= 0
         b_pos, b_neg = (None, None) if b is None else (b.clamp(min=0), b.clamp(max=0))
         z_pos = _split_apply(layer, inputs, nonnegative, w_pos, w_neg, b_pos)
