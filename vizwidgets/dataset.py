@@ -1111,6 +1111,19 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _probe_scheduler(address: str) -> None:
+    """Raise ``OSError`` at once when nothing listens at a TCP ``address`` (Dask's client would
+    retry a refused connection until its 20 s timeout); other schemes are left to the client."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, location = parse_address(address)
+    if scheme != "tcp":
+        return
+    host, port = parse_host_port(location)
+    with socket.create_connection((host, port), timeout=20):
+        pass
+
+
 @contextmanager
 def _dask(workers: int | None, scheduler: str | None, client: Any) -> Iterator[Any]:
     """A ``distributed.Client``: to a new ``LocalCluster`` of ``workers`` processes on loopback
@@ -1127,6 +1140,7 @@ def _dask(workers: int | None, scheduler: str | None, client: Any) -> Iterator[A
         ) from error
     if scheduler is not None:
         try:
+            _probe_scheduler(scheduler)
             connected = distributed.Client(scheduler, timeout="20s")
         except (OSError, ValueError, TypeError) as error:
             raise ValueError(
