@@ -141,6 +141,8 @@ print(f"accuracy on the same-site test set: {accuracy(net, test_same):.1%}")
 # `train_radiograph_net` runs the same loop (Adam, batches of 32, 4 epochs, from a seed) and
 # wraps the result as a `LoadedModel`: the module in eval mode with frozen weights, its
 # preprocessing (`(p - 0.5) / 0.25` at 64x64), its class names and the layer CAM methods use.
+# It keeps the weights it trained (in `~/.cache/vizwidgets`): run the cell again, even after a
+# restart, and it loads them in a moment instead of training again (`cache=False` trains anew).
 #
 # **Predict, then run.** The training accuracy will be about 98%. What accuracy do you expect on
 # the test set from the *other* hospital, where no image has the marker?

@@ -108,7 +108,20 @@ def _set_node_id(item: pytest.Item, nodeid: str) -> None:
         item._nodeid = nodeid
 
 
+#: Set to the suite's own cache folder by the outermost test session, for everything it starts
+#: (xdist workers, notebook kernels, the learner run's pytest): they share one cache of trained
+#: models (notebook 10's trainings, the shortcut study's), and never touch the user's own.
+_SUITE_CACHE = "VIZWIDGETS_SUITE_CACHE"
+_CACHE_KEY = pytest.StashKey[tuple[str, "str | None"]]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if not os.environ.get(_SUITE_CACHE):
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="vizwidgets-suite-cache-")
+        config.stash[_CACHE_KEY] = (folder, os.environ.get("VIZWIDGETS_CACHE"))
+        os.environ["VIZWIDGETS_CACHE"] = os.environ[_SUITE_CACHE] = folder
     if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
         # one thread per worker, inherited by the kernels and servers it starts
         os.environ["OMP_NUM_THREADS"] = "1"
@@ -121,6 +134,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if _CACHE_KEY in config.stash:
+        import shutil
+
+        folder, before = config.stash[_CACHE_KEY]
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(_SUITE_CACHE, None)
+        if before is None:
+            os.environ.pop("VIZWIDGETS_CACHE", None)
+        else:
+            os.environ["VIZWIDGETS_CACHE"] = before
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
 

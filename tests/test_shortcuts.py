@@ -117,12 +117,52 @@ def test_radiograph_model_is_a_loaded_model_every_method_takes() -> None:
 
 def test_training_is_reproducible_and_learns_an_easy_signal() -> None:
     data = make_radiographs(200, seed=7, marker="none", nodule_contrast=0.6)
-    a = train_radiograph_net(data, epochs=2, seed=3, progress=False)
-    b = train_radiograph_net(data, epochs=2, seed=3, progress=False)
+    a = train_radiograph_net(data, epochs=2, seed=3, progress=False, cache=False)
+    b = train_radiograph_net(data, epochs=2, seed=3, progress=False, cache=False)
     for pa, pb in zip(a.model.parameters(), b.model.parameters()):
         assert torch.equal(pa, pb)
     with pytest.raises(ValueError, match="epochs must be a positive int"):
         train_radiograph_net(data, epochs=0)
+
+
+def test_the_same_training_again_loads_its_weights_and_anything_else_trains(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("VIZWIDGETS_CACHE", str(tmp_path))
+    data = make_radiographs(64, seed=5)
+    first = train_radiograph_net(data, epochs=1, seed=2, progress=False)
+    after_first = torch.rand(4)  # PyTorch's random numbers after the call
+    (saved,) = (tmp_path / "radiograph_net").glob("*.pt")
+    real_adam = torch.optim.Adam
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(torch.optim, "Adam", no_training)
+    second = train_radiograph_net(data, epochs=1, seed=2, progress=True)
+    assert "loaded the weights this training gave before" in capsys.readouterr().out
+    assert torch.equal(torch.rand(4), after_first)  # the same random numbers follow
+    for key, value in first.model.state_dict().items():
+        assert torch.equal(second.model.state_dict()[key], value), key
+    assert not second.model.training and not any(p.requires_grad for p in second.model.parameters())
+    # another seed, other data, other settings or cache=False: trained
+    for changed in (
+        lambda: train_radiograph_net(data, epochs=1, seed=3, progress=False),
+        lambda: train_radiograph_net(make_radiographs(64, seed=6), epochs=1, seed=2, progress=False),
+        lambda: train_radiograph_net(data, epochs=1, seed=2, learning_rate=1e-3, progress=False),
+        lambda: train_radiograph_net(data, epochs=1, seed=2, progress=False, cache=False),
+    ):
+        with pytest.raises(AssertionError, match="trained again"):
+            changed()
+    # a damaged file is trained over and replaced
+    monkeypatch.setattr(torch.optim, "Adam", real_adam)
+    saved.write_bytes(b"not a checkpoint")
+    third = train_radiograph_net(data, epochs=1, seed=2, progress=False)
+    assert torch.equal(torch.rand(4), after_first)
+    for key, value in first.model.state_dict().items():
+        assert torch.equal(third.model.state_dict()[key], value), key
+    assert saved.stat().st_size > 1000
+    assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]  # no temporary left
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,13 +17,19 @@ and the layer CAM methods should use.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vizwidgets._files import write_atomic
 from vizwidgets.models.classes import ClassNames
 from vizwidgets.models.core import LoadedModel
 from vizwidgets.models.preprocess import Preprocess
@@ -35,6 +41,7 @@ __all__ = [
     "radiograph_inputs",
     "radiograph_model",
     "train_radiograph_net",
+    "cache_folder",
 ]
 
 #: Radiographs are 64x64 grey images in [0, 1]; the net sees ``(p - 0.5) / 0.25``.
@@ -119,6 +126,28 @@ def accuracy(model: Any, data: Any, batch_size: int = 256) -> float:
     return right / len(x)
 
 
+def cache_folder() -> Path:
+    """Where :func:`train_radiograph_net` keeps trained weights: ``$VIZWIDGETS_CACHE`` if set,
+    else ``vizwidgets`` in ``$XDG_CACHE_HOME`` (default ``~/.cache``)."""
+    if os.environ.get("VIZWIDGETS_CACHE"):
+        return Path(os.environ["VIZWIDGETS_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vizwidgets"
+
+
+def _cache_file(x: Tensor, labels: Tensor, settings: dict[str, Any]) -> Path:
+    """The cache file for one training: named by a hash of everything its weights depend on
+    (the inputs and labels, the settings, this module's code, PyTorch's version, the thread
+    count and the CPU's instruction set, which change the order floats are summed in)."""
+    digest = hashlib.sha256()
+    for part in (x, labels):
+        digest.update(str((part.dtype, tuple(part.shape))).encode())
+        digest.update(np.ascontiguousarray(part.numpy()).tobytes())
+    digest.update(Path(__file__).read_bytes())
+    machine = (torch.__version__, torch.get_num_threads(), platform.machine(), torch.backends.cpu.get_cpu_capability())
+    digest.update(json.dumps([settings, machine], sort_keys=True).encode())
+    return cache_folder() / "radiograph_net" / f"{digest.hexdigest()[:32]}.pt"
+
+
 def train_radiograph_net(
     data: Any,
     *,
@@ -128,6 +157,7 @@ def train_radiograph_net(
     seed: int = 0,
     width: int = 16,
     progress: bool = True,
+    cache: bool = True,
 ) -> LoadedModel:
     """Train a :class:`RadiographNet` on ``data`` from ``seed`` and return it wrapped.
 
@@ -135,15 +165,35 @@ def train_radiograph_net(
     ``seed``; the same data and seed give the same weights on the same machine. On 2 CPU cores,
     4 epochs of 1,200 images take 6 to 10 s. ``progress`` prints one line per epoch with the
     mean loss and the training accuracy.
+
+    ``cache`` (default True): the weights are saved in :func:`cache_folder`, and a later call
+    with the same data, settings and seed on the same machine, PyTorch and thread count loads
+    them instead of training again: the same weights, and the same state of PyTorch's random
+    numbers afterwards. ``cache=False`` always trains and saves nothing.
     """
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    net = RadiographNet(width)
     x = radiograph_inputs(data)
     labels = torch.as_tensor(np.asarray(data.labels), dtype=torch.long)
+    settings = {
+        "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, "width": width
+    }
+    saved = _cache_file(x, labels, settings) if cache else None
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    net = RadiographNet(width)  # drawn from the seed in both cases, so what follows sees the same RNG
+    if saved is not None and saved.is_file():
+        try:
+            net.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
+        except Exception:  # unreadable or from another version: train again, and replace it
+            torch.manual_seed(seed)
+            net = RadiographNet(width)
+        else:
+            if progress:
+                print(f"loaded the weights this training gave before, from {saved} (cache=False trains again)",
+                      file=sys.stdout, flush=True)
+            return radiograph_model(net)
     optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
     loss_fn = nn.CrossEntropyLoss()
     net.train()
@@ -166,4 +216,9 @@ def train_radiograph_net(
                 file=sys.stdout,
                 flush=True,
             )
+    if saved is not None:
+        try:
+            write_atomic(saved, lambda stream: torch.save(net.state_dict(), stream))
+        except OSError:  # a read-only or full disk: the model is trained all the same
+            pass
     return radiograph_model(net)
