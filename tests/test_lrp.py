@@ -486,7 +486,8 @@ class _TwoUnits(nn.Module):
 def test_inputs_straight_from_a_rectifier_skip_the_sign_check_and_keep_the_map(monkeypatch) -> None:
     """Across modules the pass itself sees that a layer's inputs are a rectifier's output: only
     the other layers check their inputs' sign, and the map equals the one where all check."""
-    from vizwidgets.attribution.lrp import functions, rules as rules_module
+    from vizwidgets.attribution.lrp import functions
+    from vizwidgets.attribution.lrp import rules as rules_module
 
     torch.manual_seed(1)
     model = _TwoUnits().eval()
