@@ -123,7 +123,7 @@ class LRP(Attribution):
     Canonizers (default :data:`~vizwidgets.attribution.lrp.canonizers.DEFAULT_CANONIZERS`)
     can be replaced with ``LRP(model, canonizers=[...])``. Cost: one forward and one backward
     pass plus one extra convolution per gamma layer (two where the inputs have both signs) and
-    per z^B layer; measured at 1.6 to 1.75 times a plain forward+backward on the default model
+    per z^B layer; measured at 1.45 to 1.55 times a plain forward+backward on the default model
     (``docs/lrp.md``, "Speed").
     The model is left exactly as it was.
     """
