@@ -18,7 +18,6 @@ and the layer CAM methods should use.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import sys
@@ -144,7 +143,7 @@ def _cache_file(x: Tensor, labels: Tensor, settings: dict[str, Any]) -> Path:
         digest.update(np.ascontiguousarray(part.numpy()).tobytes())
     digest.update(Path(__file__).read_bytes())
     machine = (torch.__version__, torch.get_num_threads(), platform.machine(), torch.backends.cpu.get_cpu_capability())
-    digest.update(json.dumps([settings, machine], sort_keys=True).encode())
+    digest.update(repr((sorted(settings.items()), machine)).encode())  # repr: numpy ints too
     return cache_folder() / "radiograph_net" / f"{digest.hexdigest()[:32]}.pt"
 
 
