@@ -152,13 +152,18 @@ def fold_batchnorms(pairs: Sequence[tuple[nn.Module, _BatchNorm]]) -> list[Affin
         if gammas:
             torch._foreach_mul_([scales[i] for i, _ in gammas], [gamma for _, gamma in gammas])
         # b' = (b - mean) s + beta = beta - mean s + b s
-        shifts = list(torch._foreach_mul(torch._foreach_neg(means), scales))
+        shifts = list(scales)  # each replaced below
         if betas:
             found = torch._foreach_addcmul(
                 [beta for _, beta in betas], [means[i] for i, _ in betas], [scales[i] for i, _ in betas],
                 value=-1,
             )
             for (i, _), shift in zip(betas, found):
+                shifts[i] = shift
+        plain = [i for i, n in enumerate(norms) if n.bias is None]
+        if plain:
+            found = torch._foreach_mul(torch._foreach_neg([means[i] for i in plain]), [scales[i] for i in plain])
+            for i, shift in zip(plain, found):
                 shifts[i] = shift
         weights = torch._foreach_mul(
             [base.weight for base in bases],
@@ -184,17 +189,18 @@ class BatchNormFolding(Canonizer):
     """
 
     def replacements(self, model: nn.Module) -> dict[str, nn.Module]:
-        found: dict[str, nn.Module] = {}
         pairs: dict[tuple[str, str], tuple[nn.Module, _BatchNorm]] = {}
+        taken: set[str] = set()
         for name_a, a, name_b, b in _sequential_pairs(model):
-            if name_a in found or name_b in found:
+            if name_a in taken or name_b in taken:
                 continue
             if not isinstance(a, AFFINE_TYPES) or not isinstance(b, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 continue
             fits = isinstance(b, nn.BatchNorm1d) if is_dense(a) else isinstance(b, nn.BatchNorm2d)
             if fits and b.running_mean is not None:
                 pairs[name_a, name_b] = (a, b)
-                found[name_a] = found[name_b] = b  # taken (replaced below)
+                taken.update((name_a, name_b))
+        found: dict[str, nn.Module] = {}
         identity = nn.Identity()  # stateless: one instance in place of every normalisation
         for (name_a, name_b), folded in zip(pairs, fold_batchnorms(list(pairs.values()))):
             found[name_a] = folded
